@@ -1,0 +1,7 @@
+"""Routes: prearchive (to be implemented)."""
+
+from __future__ import annotations
+
+from xnat_prefect.testing.http import Route
+
+ROUTES: list[Route] = []

@@ -1,0 +1,509 @@
+"""The emulator's live state: store, users, HTTP sessions, permissions, timing, background work."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xnat_prefect.testing.faults import FaultRegistry
+from xnat_prefect.testing.metrics import Metrics
+from xnat_prefect.testing.store import Store, now_text
+
+SITE_CONFIG_DEFAULTS: dict[str, Any] = {
+    "siteId": "XNAT",
+    "siteUrl": "",
+    "initialized": True,
+    "requireLogin": True,
+    "sessionTimeout": "15 minutes",
+    "aliasTokenTimeout": "2 days",
+    "sessionXmlRebuilderInterval": 5,
+    "sessionXmlRebuilderRepeat": 60000,
+    "sessionArchiveTimeoutInterval": 600,
+    "defaultProjectAutoArchiveSetting": 4,
+    "projectAllowAutoArchive": True,
+    "enableDicomReceiver": True,
+    "checksums": True,
+    "uiAllowNonAdminProjectCreation": True,
+    "restrictUserListAccessToAdmins": True,
+    "preventCrossModalityMerge": True,
+    "concurrentMaxSessions": 1000,
+    "maxFailedLogins": 20,
+    "securityAllowNonPrivateProjects": True,
+    "uiDefaultCompressedUploaderImporter": "DICOM-zip",
+    "adminEmail": "admin@localhost",
+    "siteDescriptionType": "Text",
+}
+
+ROLE_RANK = {"collaborator": 1, "member": 2, "owner": 3}
+
+
+@dataclass
+class Timing:
+    """How fast the emulator's asynchronous work advances (tests set these).
+
+    Attributes:
+        rebuild_quiet_seconds: Quiet time after the last received file before a RECEIVING
+            prearchive session is built (XNAT: ``sessionXmlRebuilderInterval`` minutes).
+        archive_delay_seconds: Extra delay before a READY auto-archive session is archived.
+        sweep_interval_seconds: How often the background sweeper runs.
+        session_timeout_seconds: Idle lifetime of an HTTP session (None: the site config's
+            ``sessionTimeout``, 15 minutes by default).
+        job_run_seconds: How long a pipeline or container run stays Running.
+        job_polls: When set, a run finishes after this many status polls instead of a time.
+    """
+
+    rebuild_quiet_seconds: float = 2.0
+    archive_delay_seconds: float = 0.0
+    sweep_interval_seconds: float = 0.1
+    session_timeout_seconds: float | None = None
+    job_run_seconds: float = 1.0
+    job_polls: int | None = None
+
+    def update(self, **values: Any) -> None:
+        """Change some timings.
+
+        Args:
+            **values: Field names and new values.
+
+        Raises:
+            ValueError: For an unknown field name.
+        """
+        for key, value in values.items():
+            if not hasattr(self, key):
+                raise ValueError(f"unknown timing {key!r}; known: {sorted(vars(self))}")
+            setattr(self, key, value)
+
+
+@dataclass(frozen=True)
+class User:
+    """A site user as the handlers see it."""
+
+    login: str
+    xdat_user_id: int
+    is_admin: bool
+    firstname: str = ""
+    lastname: str = ""
+    email: str = ""
+
+
+@dataclass
+class HttpSession:
+    """A server-side JSESSION."""
+
+    session_id: str
+    login: str
+    created: float
+    last_access: float
+
+
+@dataclass
+class EmulatorConfig:
+    """Static settings of one emulator instance."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    dicom_port: int = 0
+    dicom_ae_title: str = "XNAT"
+    enable_dicom: bool = True
+    admin_user: str = "admin"
+    admin_password: str = "admin"
+    site_id: str = "XNAT"
+    version: str = "1.9.2.1"
+    seed: int = 0
+    timing: Timing = field(default_factory=Timing)
+
+
+Tick = Callable[["EmulatorState"], bool]
+
+
+class EmulatorState:
+    """Everything the route handlers share.
+
+    Args:
+        config: Static settings.
+        schemas: Extra table definitions from route modules.
+        ticks: Background work functions; each returns True while it has pending work.
+    """
+
+    def __init__(self, config: EmulatorConfig, schemas: list[str], ticks: list[Tick]) -> None:
+        self.config = config
+        self.timing = config.timing
+        self.store = Store(config.data_dir, schemas)
+        self.faults = FaultRegistry(config.seed)
+        self.metrics = Metrics()
+        self.url = ""
+        self.dicom_port = 0
+        self.extras: dict[str, Any] = {}
+        self._sessions: dict[str, HttpSession] = {}
+        self._sessions_lock = threading.Lock()
+        self._ticks = ticks
+        self._tick_lock = threading.Lock()
+        self._pending = False
+        self._ensure_admin()
+
+    # ----------------------------------------------------------------- users and sessions
+
+    def _ensure_admin(self) -> None:
+        if self.store.one("SELECT 1 FROM users WHERE login=?", (self.config.admin_user,)) is None:
+            self.add_user(
+                self.config.admin_user,
+                self.config.admin_password,
+                is_admin=True,
+                firstname="Admin",
+                lastname="User",
+            )
+
+    def add_user(
+        self,
+        login: str,
+        password: str,
+        *,
+        is_admin: bool = False,
+        firstname: str = "",
+        lastname: str = "",
+        email: str = "",
+    ) -> User:
+        """Create (or replace the password of) a site user.
+
+        Args:
+            login: Username.
+            password: Password.
+            is_admin: Site administrator.
+            firstname: First name.
+            lastname: Last name.
+            email: E-mail (defaults to ``login@localhost``).
+
+        Returns:
+            The user.
+        """
+        self.store.execute(
+            "INSERT INTO users(login, password, firstname, lastname, email, is_admin, created) "
+            "VALUES(?,?,?,?,?,?,?) ON CONFLICT(login) DO UPDATE SET password=excluded.password, "
+            "is_admin=excluded.is_admin",
+            (
+                login,
+                password,
+                firstname,
+                lastname,
+                email or f"{login}@localhost",
+                int(is_admin),
+                now_text(),
+            ),
+        )
+        user = self.get_user(login)
+        assert user is not None
+        return user
+
+    def get_user(self, login: str) -> User | None:
+        """Look up an enabled user.
+
+        Args:
+            login: Username.
+
+        Returns:
+            The user or None.
+        """
+        row = self.store.one("SELECT * FROM users WHERE login=? AND enabled=1", (login,))
+        if row is None:
+            return None
+        return User(
+            login=row["login"],
+            xdat_user_id=int(row["xdat_user_id"]),
+            is_admin=bool(row["is_admin"]),
+            firstname=row["firstname"],
+            lastname=row["lastname"],
+            email=row["email"],
+        )
+
+    def check_password(self, login: str, password: str) -> User | None:
+        """Validate credentials: a login and password, or an alias token and its secret.
+
+        Args:
+            login: Username or token alias.
+            password: Password or token secret.
+
+        Returns:
+            The user, or None when the credentials are wrong.
+        """
+        login = login.split("/", 1)[-1]  # "provider/user" picks an auth provider in XNAT
+        row = self.store.one("SELECT password FROM users WHERE login=? AND enabled=1", (login,))
+        if row is not None and secrets.compare_digest(str(row["password"]), password):
+            return self.get_user(login)
+        token = self.store.one("SELECT * FROM alias_tokens WHERE alias=? AND enabled=1", (login,))
+        if token is None or not secrets.compare_digest(str(token["secret"]), password):
+            return None
+        if token["expires"] and token["expires"] < time.time() * 1000:
+            return None
+        return self.get_user(token["login"])
+
+    def create_session(self, login: str, *, anonymous: bool = False) -> str:
+        """Open a new JSESSION for a user.
+
+        Args:
+            login: Username.
+            anonymous: A guest session (not a login: protected calls with it get 401).
+
+        Returns:
+            The session id (32 upper-case hex characters, as Tomcat prints them).
+        """
+        session_id = secrets.token_hex(16).upper()
+        now = time.monotonic()
+        with self._sessions_lock:
+            self._sessions[session_id] = HttpSession(session_id, login, now, now)
+        if anonymous:
+            return session_id
+        self.metrics.count_login()
+        self.store.execute("UPDATE users SET last_login=? WHERE login=?", (now_text(), login))
+        return session_id
+
+    def session_timeout(self) -> float:
+        """Idle lifetime of a session in seconds.
+
+        Returns:
+            The timing override, else the site config's ``sessionTimeout``.
+        """
+        if self.timing.session_timeout_seconds is not None:
+            return self.timing.session_timeout_seconds
+        text = str(self.site_config("sessionTimeout")).split()
+        try:
+            amount = float(text[0])
+        except (IndexError, ValueError):
+            return 900.0
+        unit = text[1] if len(text) > 1 else "minutes"
+        return amount * {"second": 1, "minute": 60, "hour": 3600, "day": 86400}.get(
+            unit.rstrip("s"), 60
+        )
+
+    def session_user(self, session_id: str) -> User | None:
+        """Resolve a JSESSIONID, touching it (sliding idle expiry).
+
+        Args:
+            session_id: The cookie value.
+
+        Returns:
+            Its user, or None when unknown, invalidated or expired.
+        """
+        now = time.monotonic()
+        with self._sessions_lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return None
+            if now - session.last_access > self.session_timeout():
+                del self._sessions[session_id]
+                return None
+            session.last_access = now
+            login = session.login
+        return self.get_user(login)
+
+    def invalidate_session(self, session_id: str) -> None:
+        """Log a session out.
+
+        Args:
+            session_id: The cookie value.
+        """
+        with self._sessions_lock:
+            self._sessions.pop(session_id, None)
+
+    def expire_sessions(self, login: str | None = None) -> list[str]:
+        """Invalidate every session (or one user's), as an idle timeout would.
+
+        Args:
+            login: Only this user's sessions.
+
+        Returns:
+            The ids of the sessions killed.
+        """
+        with self._sessions_lock:
+            doomed = [s for s, v in self._sessions.items() if login is None or v.login == login]
+            for session_id in doomed:
+                del self._sessions[session_id]
+        return doomed
+
+    # ----------------------------------------------------------------- projects and roles
+
+    def resolve_project(self, project: str) -> str | None:
+        """Map a project ID or alias to the project ID.
+
+        Args:
+            project: ID or alias.
+
+        Returns:
+            The project ID, or None when unknown.
+        """
+        row = self.store.one("SELECT id FROM projects WHERE id=?", (project,))
+        if row is None:
+            row = self.store.one(
+                "SELECT project AS id FROM project_aliases WHERE alias=?", (project,)
+            )
+        return None if row is None else str(row["id"])
+
+    def project_role(self, user: User | None, project: str) -> str | None:
+        """The user's role in a project.
+
+        Args:
+            user: The user (None: guest).
+            project: Project ID.
+
+        Returns:
+            ``owner``, ``member``, ``collaborator`` or None.
+        """
+        if user is None:
+            return None
+        row = self.store.one(
+            "SELECT role FROM project_members WHERE project=? AND login=?", (project, user.login)
+        )
+        return None if row is None else str(row["role"])
+
+    def _rank(self, user: User | None, project: str) -> int:
+        if user is not None and user.is_admin:
+            return ROLE_RANK["owner"]
+        return ROLE_RANK.get(self.project_role(user, project) or "", 0)
+
+    def accessibility(self, project: str) -> str:
+        """A project's accessibility (``private``/``protected``/``public``).
+
+        Args:
+            project: Project ID.
+
+        Returns:
+            The level (``private`` when unknown).
+        """
+        row = self.store.one("SELECT accessibility FROM projects WHERE id=?", (project,))
+        return "private" if row is None else str(row["accessibility"])
+
+    def can_see_project(self, user: User | None, project: str) -> bool:
+        """Whether the project is visible at all (private projects are 404 to outsiders).
+
+        Args:
+            user: The user.
+            project: Project ID.
+
+        Returns:
+            True for members, admins and non-private projects.
+        """
+        return self._rank(user, project) > 0 or self.accessibility(project) != "private"
+
+    def can_read(self, user: User | None, project: str) -> bool:
+        """Whether the project's data is readable.
+
+        Args:
+            user: The user.
+            project: Project ID.
+
+        Returns:
+            True for members, admins and public projects.
+        """
+        return self._rank(user, project) > 0 or self.accessibility(project) == "public"
+
+    def can_edit(self, user: User | None, project: str) -> bool:
+        """Whether the user may create and edit data in the project (owners and members).
+
+        Args:
+            user: The user.
+            project: Project ID.
+
+        Returns:
+            The permission.
+        """
+        return self._rank(user, project) >= ROLE_RANK["member"]
+
+    def can_delete(self, user: User | None, project: str) -> bool:
+        """Whether the user may delete data in the project (owners only).
+
+        Args:
+            user: The user.
+            project: Project ID.
+
+        Returns:
+            The permission.
+        """
+        return self._rank(user, project) >= ROLE_RANK["owner"]
+
+    # ----------------------------------------------------------------- site config
+
+    def site_config(self, key: str) -> Any:
+        """Read one site preference.
+
+        Args:
+            key: Preference name.
+
+        Returns:
+            The stored value, else the default (None when unknown).
+        """
+        row = self.store.one("SELECT value FROM site_config WHERE key=?", (key,))
+        if row is not None:
+            return json.loads(row["value"])
+        if key == "siteId":
+            return self.config.site_id
+        if key == "siteUrl":
+            return self.url
+        return SITE_CONFIG_DEFAULTS.get(key)
+
+    def all_site_config(self) -> dict[str, Any]:
+        """Every site preference with its current value.
+
+        Returns:
+            The map.
+        """
+        values = dict(SITE_CONFIG_DEFAULTS)
+        values["siteId"] = self.config.site_id
+        values["siteUrl"] = self.url
+        for row in self.store.query("SELECT key, value FROM site_config"):
+            values[row["key"]] = json.loads(row["value"])
+        return values
+
+    def set_site_config(self, key: str, value: Any) -> None:
+        """Store one site preference.
+
+        Args:
+            key: Preference name.
+            value: JSON-serializable value.
+        """
+        self.store.execute(
+            "INSERT INTO site_config(key, value) VALUES(?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    # ----------------------------------------------------------------- background work
+
+    def run_ticks(self) -> bool:
+        """Run every background work function once (the sweeper calls this).
+
+        Returns:
+            True while any of them still has pending work.
+        """
+        with self._tick_lock:
+            pending = False
+            for tick in self._ticks:
+                pending = tick(self) or pending
+            self._pending = pending
+            return pending
+
+    @property
+    def has_pending_work(self) -> bool:
+        """Whether the last sweep reported pending asynchronous work."""
+        return self._pending
+
+    def accession_id(self, kind: str) -> str:
+        """Allocate the next accession ID (``XNAT_S00001``, ``XNAT_E00001``).
+
+        Args:
+            kind: ``S`` for subjects, ``E`` for experiments.
+
+        Returns:
+            The new ID.
+        """
+        number = self.store.next_value(f"accession_{kind}")
+        return f"{self.config.site_id}_{kind}{number:05d}"
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()
