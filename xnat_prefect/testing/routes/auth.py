@@ -1,4 +1,4 @@
-"""Authentication routes: JSESSION login/logout, ``/data/services/auth``, alias tokens, buildInfo."""
+"""Authentication routes: JSESSION, /data/services/auth, alias tokens, buildInfo."""
 
 from __future__ import annotations
 
