@@ -139,7 +139,10 @@ class XNATEmulator:
         )
         self._sweeper.start()
         if config.enable_dicom:
-            self._start_receiver(state)
+            try:
+                self._start_receiver(state)
+            except ModuleNotFoundError:  # TEMPORARY while scp.py is being written
+                LOG.warning("DICOM receiver module missing; SCP not started")
         LOG.info("XNAT emulator serving %s (data dir %s)", state.url, config.data_dir)
         return self
 
