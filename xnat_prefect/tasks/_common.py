@@ -85,7 +85,8 @@ def service_task(
         service_class: The service class (e.g. ``ProjectService``).
         method_name: Method to call (e.g. ``list``).
         name: Human-readable task name.
-        run_name: Task run name template (may use the parameters, e.g. ``"get-project-{project_id}"``).
+        run_name: Task run name template; may use the parameters
+            (``"get-project-{project_id}"``).
         retries: Prefect retries for transient failures (0 for non-idempotent operations whose
             client already checks the server state).
         idempotent: False for operations that must not be blindly repeated.
@@ -137,4 +138,3 @@ def operation_key(task_obj: Task[..., Any]) -> str:
         ``"ServiceName.method"``.
     """
     return str(task_obj.fn.__name__).replace("_", ".", 1)
-
