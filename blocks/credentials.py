@@ -15,7 +15,6 @@ from pydantic import Field, SecretStr, model_validator
 
 from xnat_prefect.client import XNATClient
 
-
 _SHARED_CLIENTS: dict[str, XNATClient] = {}
 _SHARED_LOCK = threading.Lock()
 
