@@ -187,6 +187,7 @@ class EmulatorApp:
                             req.uploads.append(value)
                         else:
                             req.form.setdefault(name, value)
+                            req.form_lists.setdefault(name, []).append(value)
                 elif method in ("POST", "PUT", "PATCH", "DELETE"):
                     body_path = await self._spool_body(request, key)
                     req.body_path = body_path
@@ -271,11 +272,21 @@ class EmulatorApp:
     async def _spool_body(self, request: Request, key: str) -> Path | None:
         handle, name = tempfile.mkstemp(prefix="body-", dir=self.state.store.tmp_dir)
         size = 0
+        pending: list[bytes] = []
+        pending_size = 0
         with open(handle, "wb") as sink:
+            # Disk writes run in a worker thread, 1 MiB at a time, so a big upload never
+            # blocks the event loop that serves every other request.
             async for chunk in request.stream():
                 if chunk:
-                    sink.write(chunk)
+                    pending.append(chunk)
+                    pending_size += len(chunk)
                     size += len(chunk)
+                if pending_size >= 1 << 20:
+                    await run_in_threadpool(sink.write, b"".join(pending))
+                    pending, pending_size = [], 0
+            if pending:
+                await run_in_threadpool(sink.write, b"".join(pending))
         self.state.metrics.add_bytes(key, received=size)
         path = Path(name)
         if size == 0:

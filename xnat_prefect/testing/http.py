@@ -97,7 +97,8 @@ class EmuRequest:
         user: The authenticated user, or None on open routes.
         body_path: Temp file with the raw body (None when empty or multipart).
         uploads: Multipart file parts.
-        form: Form fields (urlencoded body or multipart non-file parts).
+        form: Form fields (urlencoded body or multipart non-file parts), first value of each.
+        form_lists: Every value of each form field.
         route_key: ``METHOD /template`` of the matched route (metrics key).
         jsession_id: The session the request authenticated with (if any).
     """
@@ -113,6 +114,7 @@ class EmuRequest:
     body_path: Path | None = None
     uploads: list[UploadFile] = field(default_factory=list)
     form: dict[str, str] = field(default_factory=dict)
+    form_lists: dict[str, list[str]] = field(default_factory=dict)
     route_key: str = ""
     jsession_id: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
@@ -152,7 +154,9 @@ class EmuRequest:
             The values in order.
         """
         values = list(self.query.getlist(name))
-        if name in self.form:
+        if name in self.form_lists:
+            values.extend(self.form_lists[name])
+        elif name in self.form:
             values.append(self.form[name])
         return values
 
@@ -213,6 +217,7 @@ class EmuRequest:
         if self.body_path is not None and self.content_type == "application/x-www-form-urlencoded":
             for key, value in parse_qsl(self.body_text(), keep_blank_values=True):
                 self.form.setdefault(key, value)
+                self.form_lists.setdefault(key, []).append(value)
 
 
 def require(condition: bool, status_code: int, message: str) -> None:
