@@ -326,6 +326,26 @@ class EmulatorState:
                 del self._sessions[session_id]
         return doomed
 
+    def active_sessions(self, login: str | None = None) -> dict[str, list[str]]:
+        """Live (not idle-expired) session ids per user, as ``/xapi/users/active`` lists them.
+
+        Args:
+            login: Only this user's.
+
+        Returns:
+            ``{login: [session ids]}`` (users without live sessions are absent).
+        """
+        now = time.monotonic()
+        timeout = self.session_timeout()
+        found: dict[str, list[str]] = {}
+        with self._sessions_lock:
+            for session_id, session in self._sessions.items():
+                if login is not None and session.login != login:
+                    continue
+                if now - session.last_access <= timeout:
+                    found.setdefault(session.login, []).append(session_id)
+        return found
+
     # ----------------------------------------------------------------- projects and roles
 
     def resolve_project(self, project: str) -> str | None:

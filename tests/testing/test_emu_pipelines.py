@@ -1,0 +1,180 @@
+"""Legacy pipeline engine of the emulator: listing, definitions, launches and their outcomes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from xnat_prefect.testing import XNATEmulator
+from xnat_prefect.testing.store import now_text
+
+
+@contextmanager
+def _client(
+    emu: XNATEmulator, login: str = "admin", password: str = "admin"
+) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=10) as client:
+        yield client
+
+
+def _experiment(emu: XNATEmulator, client: httpx.Client, project: str = "P1") -> str:
+    """An MR session (REST when available, else straight into the store)."""
+    client.put(f"/data/projects/{project}")
+    reply = client.put(
+        f"/data/projects/{project}/subjects/S1/experiments/E1",
+        params={"xsiType": "xnat:mrSessionData"},
+    )
+    if reply.status_code in (200, 201) and reply.text.strip():
+        return reply.text.strip()
+    state = emu.state
+    assert state is not None
+    subject_id, experiment_id = state.accession_id("S"), state.accession_id("E")
+    state.store.execute(
+        "INSERT INTO subjects(id, project, label, insert_date) VALUES(?,?,?,?)",
+        (subject_id, project, "S1", now_text()),
+    )
+    state.store.execute(
+        "INSERT INTO experiments(id, project, subject_id, label, xsi_type, insert_date) "
+        "VALUES(?,?,?,?,?,?)",
+        (experiment_id, project, subject_id, "E1", "xnat:mrSessionData", now_text()),
+    )
+    return experiment_id
+
+
+def _seed(emu: XNATEmulator, **pipeline: Any) -> None:
+    body = {"project": "P1", "name": "DicomToNifti", "description": "Convert", **pipeline}
+    reply = httpx.post(f"{emu.url}/emulator/pipelines", json=body)
+    assert reply.status_code == 201, reply.text
+
+
+def _workflow(client: httpx.Client, pipeline: str = "DicomToNifti") -> dict[str, Any]:
+    rows = client.get(f"/data/services/workflows/{pipeline}").json()["ResultSet"]["Result"]
+    assert rows, f"no workflow for {pipeline}"
+    wf_id = rows[0]["wrk_workflowData_id"]
+    doc = client.get(f"/data/workflows/{wf_id}", params={"format": "json"}).json()
+    fields: dict[str, Any] = doc["items"][0]["data_fields"]
+    return fields
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _launch(client: httpx.Client, step: str = "DicomToNifti", exp: str = "E1") -> httpx.Response:
+    return client.post(f"/data/projects/P1/pipelines/{step}/experiments/{exp}")
+
+
+def test_pipeline_listing_and_definitions(xnat_emulator: XNATEmulator) -> None:
+    xnat_emulator.add_user("bob", "pw")
+    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+        _experiment(xnat_emulator, admin)
+        admin.put("/data/projects/P1/users/member/bob")
+        _seed(xnat_emulator, datatype="xnat:mrSessionData", path="/pipes/dcm2nii.xml")
+        table = admin.get("/data/projects/P1/pipelines", params={"format": "json"}).json()
+        row = table["ResultSet"]["Result"][0]
+        assert row == {
+            "Applies To": "MR Session",
+            "Generates": "",
+            "Name": "DicomToNifti",
+            "Description": "Convert",
+            "Path": "/pipes/dcm2nii.xml",
+            "Datatype": "xnat:mrSessionData",
+        }
+        spec = admin.get("/data/projects/P1/pipelines", params={"format": "xml"}).text
+        assert "<arc:project" in spec and "/pipes/dcm2nii.xml" in spec
+        assert bob.get("/data/projects/P1/pipelines").status_code == 403
+        definition = admin.get("/data/projects/P1/pipelines/DicomToNifti")
+        assert (
+            definition.status_code == 200 and "<arc:name>DicomToNifti</arc:name>" in definition.text
+        )
+        for_exp = admin.get("/data/projects/P1/pipelines/DicomToNifti/experiments/E1")
+        assert for_exp.status_code == 200
+        assert admin.get("/data/projects/P1/pipelines/Nope").status_code == 404
+        assert admin.delete("/data/projects/P1/pipelines").status_code == 417
+        removed = admin.delete(
+            "/data/projects/P1/pipelines",
+            params={"path": "/pipes/dcm2nii.xml", "datatype": "xnat:mrSessionData"},
+        )
+        assert removed.status_code == 200 and removed.json()["ResultSet"]["Result"] == []
+
+
+def test_launch_runs_to_complete(xnat_emulator: XNATEmulator) -> None:
+    with _client(xnat_emulator) as admin:
+        experiment = _experiment(xnat_emulator, admin)
+        _seed(xnat_emulator, run_seconds=1.0)
+        reply = _launch(admin)
+        assert reply.status_code == 200 and reply.text == ""
+        first = _workflow(admin)
+        assert first["status"] in ("Queued", "Running") and first["ID"] == experiment
+        assert first["externalID"] == "P1" and first["data_type"] == "xnat:mrSessionData"
+        _wait_for(lambda: _workflow(admin)["status"] == "Complete")
+        assert _workflow(admin)["percentageComplete"] == "100.0"
+
+
+def test_failed_outcome_sets_details(xnat_emulator: XNATEmulator) -> None:
+    with _client(xnat_emulator) as admin:
+        _experiment(xnat_emulator, admin)
+        _seed(xnat_emulator, outcome="Failed", run_seconds=0.1)
+        _launch(admin)
+        _wait_for(lambda: _workflow(admin)["status"] == "Failed")
+        assert "exited with status 1" in _workflow(admin)["details"]
+
+
+def test_killed_and_hung_outcomes(xnat_emulator: XNATEmulator) -> None:
+    with _client(xnat_emulator) as admin:
+        _experiment(xnat_emulator, admin)
+        _seed(xnat_emulator, name="Killer", outcome="Killed", run_seconds=0.1)
+        _seed(xnat_emulator, name="Hanger", outcome="Hang", run_seconds=0.1)
+        _launch(admin, "Killer")
+        _launch(admin, "Hanger")
+        _wait_for(lambda: _workflow(admin, "Killer")["status"] == "Killed")
+        _wait_for(lambda: _workflow(admin, "Hanger")["status"] == "Running")
+        assert xnat_emulator.wait_idle(timeout=2)  # a hung run is not pending work
+        time.sleep(0.5)
+        assert _workflow(admin, "Hanger")["status"] == "Running"
+
+
+def test_completion_after_n_polls(xnat_emulator: XNATEmulator) -> None:
+    xnat_emulator.set_timing(job_polls=3, job_run_seconds=600)
+    with _client(xnat_emulator) as admin:
+        _experiment(xnat_emulator, admin)
+        _seed(xnat_emulator)
+        _launch(admin)
+        wf_id = admin.get("/data/services/workflows/DicomToNifti").json()["ResultSet"]["Result"][0][
+            "wrk_workflowData_id"
+        ]
+
+        def poll() -> str:
+            doc = admin.get(f"/data/workflows/{wf_id}", params={"format": "json"}).json()
+            return str(doc["items"][0]["data_fields"]["status"])
+
+        time.sleep(0.5)  # time alone does not finish it
+        assert [poll(), poll(), poll(), poll()] == ["Running", "Running", "Complete", "Complete"]
+
+
+def test_launch_errors(xnat_emulator: XNATEmulator) -> None:
+    xnat_emulator.add_user("carl", "pw")
+    with _client(xnat_emulator) as admin, _client(xnat_emulator, "carl", "pw") as carl:
+        _experiment(xnat_emulator, admin)
+        _seed(xnat_emulator)
+        admin.put("/data/projects/P1/users/collaborator/carl")
+        assert (
+            admin.post("/data/projects/NOPE/pipelines/DicomToNifti/experiments/E1").status_code
+            == 400
+        )
+        assert _launch(admin, exp="NOPE").status_code == 400
+        unknown_step = _launch(admin, step="Nope")
+        assert unknown_step.status_code == 400 and "Nope" in unknown_step.text
+        assert _launch(carl).status_code == 403
+        inline = _launch(admin, step="triggerPipelines")
+        assert inline.status_code == 200
+        assert _workflow(admin, "Triggered pipelines")["status"] == "Complete"

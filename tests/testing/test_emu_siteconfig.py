@@ -1,0 +1,119 @@
+"""Site configuration, plugins, anonymization and audit routes of the emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from xnat_prefect.testing import XNATEmulator
+
+
+@contextmanager
+def _client(
+    emu: XNATEmulator, login: str = "admin", password: str = "admin"
+) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=10) as client:
+        yield client
+
+
+def test_site_config_map_and_single_values(xnat_emulator: XNATEmulator) -> None:
+    with _client(xnat_emulator) as admin:
+        config = admin.get("/xapi/siteConfig").json()
+        assert config["siteId"] == "XNAT" and config["siteUrl"] == xnat_emulator.url
+        assert config["sessionXmlRebuilderInterval"] == 5 and config["checksums"] is True
+        site_id = admin.get("/xapi/siteConfig/siteId")
+        assert site_id.status_code == 200 and site_id.text == "XNAT"  # raw, not JSON-quoted
+        assert admin.get("/xapi/siteConfig/requireLogin").json() is True
+        missing = admin.get("/xapi/siteConfig/noSuchPreference")
+        assert missing.status_code == 404 and "noSuchPreference" in missing.text
+        picked = admin.get("/xapi/siteConfig/values/siteId,checksums,nope").json()
+        assert picked == {"siteId": "XNAT", "checksums": True}
+
+
+def test_site_config_writes_are_admin_only_and_typed(xnat_emulator: XNATEmulator) -> None:
+    xnat_emulator.add_user("bob", "pw")
+    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+        assert bob.post("/xapi/siteConfig", json={"checksums": False}).status_code == 403
+        assert bob.post("/xapi/siteConfig/checksums", content="false").status_code == 403
+        reply = admin.post("/xapi/siteConfig", json={"checksums": False, "adminEmail": "a@b.c"})
+        assert reply.status_code == 200
+        assert admin.get("/xapi/siteConfig/checksums").json() is False
+        assert admin.post("/xapi/siteConfig/checksums", content="true").status_code == 200
+        assert admin.get("/xapi/siteConfig/checksums").json() is True
+        admin.post("/xapi/siteConfig/sessionXmlRebuilderInterval", content="1")
+        assert admin.get("/xapi/siteConfig/sessionXmlRebuilderInterval").json() == 1
+        admin.post("/xapi/siteConfig/myCustomKey", content="hello")
+        assert admin.get("/xapi/siteConfig/myCustomKey").text == "hello"
+
+
+def test_open_site_config_urls(xnat_emulator: XNATEmulator) -> None:
+    assert httpx.get(f"{xnat_emulator.url}/xapi/siteConfig/siteId").text == "XNAT"
+    assert httpx.get(f"{xnat_emulator.url}/xapi/siteConfig/siteUrl").text == xnat_emulator.url
+    assert httpx.get(f"{xnat_emulator.url}/xapi/siteConfig/checksums").status_code == 401
+    assert httpx.get(f"{xnat_emulator.url}/xapi/siteConfig").status_code == 401
+
+
+def test_plugins_follow_the_container_service_switch(xnat_emulator: XNATEmulator) -> None:
+    with _client(xnat_emulator) as admin:
+        plugins = admin.get("/xapi/plugins").json()
+        assert plugins["containers"]["id"] == "containers"
+        assert admin.get("/xapi/plugins/containers").json()["version"]
+        assert admin.get("/xapi/plugins/nope").status_code == 404
+        off = httpx.put(f"{xnat_emulator.url}/emulator/containers/enabled", json={"enabled": False})
+        assert off.json() == {"enabled": False}
+        assert "containers" not in admin.get("/xapi/plugins").json()
+        assert admin.get("/xapi/plugins/containers").status_code == 404
+        assert admin.get("/xapi/commands").status_code == 404
+        httpx.put(f"{xnat_emulator.url}/emulator/containers/enabled", json={"enabled": True})
+        assert admin.get("/xapi/commands").json() == []
+
+
+def test_site_anonymization_script(xnat_emulator: XNATEmulator) -> None:
+    xnat_emulator.add_user("bob", "pw")
+    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+        default = admin.get("/xapi/anonymize/default").text
+        assert "(0010,0010)" in default
+        assert admin.get("/xapi/anonymize/site").text == default
+        assert bob.put("/xapi/anonymize/site", content='version "6.1"\n').status_code == 403
+        script = 'version "6.1"\n(0010,0010) := "ANON"\n'
+        put = admin.put(
+            "/xapi/anonymize/site", content=script, headers={"content-type": "text/plain"}
+        )
+        assert put.status_code == 200
+        assert bob.get("/xapi/anonymize/site").text == script
+        assert admin.get("/xapi/siteConfig").json()["sitewideAnonymizationScript"] == script
+        assert (
+            admin.put("/xapi/anonymize/site/enabled", params={"enable": "false"}).status_code == 200
+        )
+        assert admin.get("/xapi/anonymize/site/enabled").json() is False
+
+
+def test_project_anonymization_script(xnat_emulator: XNATEmulator) -> None:
+    xnat_emulator.add_user("bob", "pw")
+    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+        admin.put("/data/projects/P1")
+        admin.put("/data/projects/P1/users/member/bob")
+        assert admin.get("/xapi/anonymize/projects/P1").status_code == 204
+        assert admin.get("/xapi/anonymize/projects/P1/enabled").json() is False
+        assert bob.put("/xapi/anonymize/projects/P1", content="x").status_code == 403
+        assert admin.put("/xapi/anonymize/projects/P1", content="// project\n").status_code == 200
+        assert bob.get("/xapi/anonymize/projects/P1").text == "// project\n"
+        admin.put("/xapi/anonymize/projects/P1/enabled", params={"enable": "false"})
+        assert admin.get("/xapi/anonymize/projects/P1").status_code == 204
+        assert admin.get("/xapi/anonymize/projects/NOPE").status_code == 500
+
+
+def test_audit_service_lists_item_history(xnat_emulator: XNATEmulator) -> None:
+    xnat_emulator.add_user("bob", "pw")
+    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+        admin.put("/data/projects/P1")
+        admin.put("/data/projects/P1", params={"name": "Renamed"})
+        rows = admin.get("/data/services/audit/xnat:projectData/P1").json()["ResultSet"]["Result"]
+        assert [r["action"] for r in rows] == ["created", "modified"]
+        assert rows[0]["user"] == "admin" and rows[0]["xsiType"] == "xnat:projectData"
+        assert bob.get("/data/services/audit/xnat:projectData/P1").status_code == 404
+        assert admin.get("/data/services/audit/xnat:projectData/NOPE").status_code == 404
+        no_route = admin.get("/data/audit")
+        assert no_route.status_code == 404 and "no route" in no_route.text
