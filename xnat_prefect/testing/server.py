@@ -139,10 +139,7 @@ class XNATEmulator:
         )
         self._sweeper.start()
         if config.enable_dicom:
-            try:
-                self._start_receiver(state)
-            except ModuleNotFoundError:  # TEMPORARY while scp.py is being written
-                LOG.warning("DICOM receiver module missing; SCP not started")
+            self._start_receiver(state)
         LOG.info("XNAT emulator serving %s (data dir %s)", state.url, config.data_dir)
         return self
 
