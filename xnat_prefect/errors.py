@@ -487,7 +487,8 @@ def is_transient(exc: BaseException, *, server_errors: bool = False) -> bool:
     """Whether retrying may succeed: timeouts, connection failures, 429, 502, 503, 504.
 
     400/401/403/404/409 and bad input are never transient. A 500 is not transient unless
-    ``server_errors`` is set.
+    ``server_errors`` is set. An error that knows better carries a boolean ``transient``
+    attribute (the DICOM network errors do: a refused connection is, a rejected AE title is not).
 
     Args:
         exc: The exception raised.
@@ -506,6 +507,9 @@ def is_transient(exc: BaseException, *, server_errors: bool = False) -> bool:
     """
     if isinstance(exc, (XNATTimeoutError, XNATConnectionError)):
         return True
+    declared = getattr(exc, "transient", None)
+    if isinstance(declared, bool):
+        return declared
     if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
         return True
     if isinstance(exc, XNATStatusError):

@@ -335,3 +335,13 @@ def test_errors_survive_pickling(exc: XNATError) -> None:
     assert type(copy) is type(exc)
     assert str(copy) == str(exc)
     assert vars(copy) == vars(exc)
+
+
+def test_errors_may_declare_themselves_transient() -> None:
+    from xnat_prefect.dicom.store_scu import DicomNetworkError
+    from xnat_prefect.errors import is_transient as check
+
+    refused = DicomNetworkError("refused", host="h", port=1, called_aet="XNAT", transient=True)
+    rejected = DicomNetworkError("bad AE", host="h", port=1, called_aet="X", transient=False)
+    assert check(refused) is True
+    assert check(rejected) is False
