@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
+from prefect.client.schemas.objects import State, TaskRun
 
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.client import XNATClient
@@ -115,8 +114,7 @@ def service_task(
     )
     run.__name__ = f"{service_class.__name__}_{method_name}"
     run.__qualname__ = run.__name__
-    return task(
-        run,
+    decorate = task(
         name=name,
         task_run_name=run_name,
         retries=retries if idempotent else 0,
@@ -126,6 +124,8 @@ def service_task(
         cache_policy=NO_CACHE,
         description=(method.__doc__ or name).strip().splitlines()[0],
     )
+    built: Task[..., Any] = decorate(cast(Callable[..., Any], run))
+    return built
 
 
 def operation_key(task_obj: Task[..., Any]) -> str:
