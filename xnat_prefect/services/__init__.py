@@ -24,16 +24,21 @@ from xnat_prefect.services.scans import ScanService
 from xnat_prefect.services.sessions import SessionService
 from xnat_prefect.services.subjects import SubjectHasExperimentsError, SubjectService
 
-# --- other services: their owners add the imports here --------------------------------------
-# from xnat_prefect.services.downloads import DownloadService
-# from xnat_prefect.services.uploads import UploadService
-# from xnat_prefect.services.prearchive import PrearchiveService
-# from xnat_prefect.services.pipelines import PipelineService
-# from xnat_prefect.services.admin import AdminService
-# ---------------------------------------------------------------------------------------------
+from xnat_prefect.services.admin import AdminService
+from xnat_prefect.services.downloads import DownloadService
+from xnat_prefect.services.pipelines import JobState, PipelineService
+from xnat_prefect.services.prearchive import ArchiveResult, PrearchiveService
+from xnat_prefect.services.uploads import UploadService
 
 __all__ = [
+    "AdminService",
+    "ArchiveResult",
     "BaseService",
+    "DownloadService",
+    "JobState",
+    "PipelineService",
+    "PrearchiveService",
+    "UploadService",
     "ProjectService",
     "ResourceService",
     "ScanService",
@@ -41,5 +46,4 @@ __all__ = [
     "SessionService",
     "SubjectHasExperimentsError",
     "SubjectService",
-    # DownloadService, UploadService, PrearchiveService, PipelineService, AdminService: add here
 ]
