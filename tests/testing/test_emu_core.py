@@ -155,3 +155,51 @@ def test_state_survives_a_restart_with_the_same_data_dir(tmp_path: Path) -> None
             project = client.get("/data/projects/KEEP", params={"format": "json"}).json()
             assert project["items"][0]["data_fields"]["name"] == "Kept"
         assert httpx.get(f"{emu.url}/xapi/users/username", auth=("bob", "pw")).text == "bob"
+
+
+def test_kept_alive_requests_are_fast(xnat_emulator: XNATEmulator) -> None:
+    """Nagle's algorithm must be off: a kept-alive round trip is ~1 ms, not ~40 ms."""
+    with _login(xnat_emulator.url) as client:
+        client.get("/xapi/users/username")
+        started = time.perf_counter()
+        for _ in range(20):
+            client.get("/xapi/users/username")
+        per_request = (time.perf_counter() - started) / 20
+    assert per_request < 0.02, f"{per_request * 1000:.1f} ms per kept-alive request"
+
+
+def test_invalid_fault_regex_is_a_400(xnat_emulator: XNATEmulator) -> None:
+    reply = httpx.post(f"{xnat_emulator.url}/emulator/faults", json={"route": "(", "kind": "drop"})
+    assert reply.status_code == 400 and "regex" in reply.text
+
+
+def test_only_the_applied_fault_spends_its_budget(xnat_emulator: XNATEmulator) -> None:
+    xnat_emulator.add_fault("GET /data/projects$", "status", status=503, times=1)
+    xnat_emulator.add_fault("GET /data/projects$", "status", status=502, times=1)
+    with _login(xnat_emulator.url) as client:
+        codes = [client.get("/data/projects").status_code for _ in range(3)]
+    assert codes == [503, 502, 200]
+
+
+def test_emulator_on_ipv6_loopback(tmp_path: Path) -> None:
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.fail("this machine has no IPv6 support at all")
+    with XNATEmulator(tmp_path / "v6", host="::1", enable_dicom=False) as emulator:
+        assert emulator.url.startswith("http://[::1]:")
+        assert httpx.get(f"{emulator.url}/emulator/health").status_code == 200
+
+
+def test_failed_start_releases_everything(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        emulator = XNATEmulator(host="127.0.0.1", port=port, enable_dicom=False)
+        with pytest.raises(OSError):
+            emulator.start()
+        assert emulator.state is None
+        assert not emulator.data_dir.exists()

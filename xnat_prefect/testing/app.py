@@ -154,9 +154,8 @@ class EmulatorApp:
             for rule in state.faults.draw(target, ("latency",)):
                 await asyncio.sleep(state.faults.latency_seconds(rule))
             cookie = request.cookies.get("JSESSIONID")
-            for _rule in state.faults.draw(target, ("expire_session",)):
-                if cookie:
-                    state.invalidate_session(cookie)
+            if cookie and state.faults.draw(target, ("expire_session",)):
+                state.invalidate_session(cookie)
                 state.metrics.count_fault("expire_session")
             early = self._early_fault(state, target)
             if early == "drop":
@@ -202,10 +201,10 @@ class EmulatorApp:
                 response = self.error_response(path, 500, f"Emulator error: {exc!r}")
             for name, value in req.response_headers.items():
                 response.headers.append(name, value)
-            for rule in state.faults.draw(target, ("error_body",)):
+            for rule in state.faults.draw(target, ("error_body",), first_only=True):
                 state.metrics.count_fault("error_body")
                 response = wire.text_response(rule.body or "The operation failed.", status_code=200)
-            truncate = state.faults.draw(target, ("truncate",))
+            truncate = state.faults.draw(target, ("truncate",), first_only=True)
             if truncate:
                 state.metrics.count_fault("truncate")
             await self._send(response, request, send, key, truncate[0] if truncate else None)
@@ -216,7 +215,7 @@ class EmulatorApp:
                 body_path.unlink(missing_ok=True)
 
     def _early_fault(self, state: EmulatorState, target: str) -> Response | str | None:
-        for rule in state.faults.draw(target, ("drop", "status", "rate_limit")):
+        for rule in state.faults.draw(target, ("drop", "status", "rate_limit"), first_only=True):
             state.metrics.count_fault(rule.kind)
             if rule.kind == "drop":
                 return "drop"
@@ -352,15 +351,18 @@ class EmulatorApp:
         scope = dict(request.scope)
         receive = request.receive
         target = f"{request.method.upper()} {normalize_path(request.url.path)}"
-        if self.state.faults.draw(target, ("ignore_range",)):
+        has_range = any(k.lower() == b"range" for k, _ in scope["headers"])
+        if has_range and self.state.faults.draw(target, ("ignore_range",)):
             metrics.count_fault("ignore_range")
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"range"]
         declared = int(response.headers.get("content-length", "0") or 0)
         limit = None
-        if truncate is not None:
-            limit = (
-                truncate.truncate_at if truncate.truncate_at is not None else max(1, declared // 2)
-            )
+        if truncate is not None and truncate.truncate_at is not None:
+            limit = truncate.truncate_at
+        elif truncate is not None and declared:
+            limit = max(1, declared // 2)
+        elif truncate is not None:
+            limit = 64 * 1024  # a streamed body (zip/tar) has no length: cut after 64 KiB
         sent = 0
 
         async def counting_send(message: Message) -> None:

@@ -128,7 +128,10 @@ class FaultRegistry:
             raise ValueError(f"unknown fault kind {rule.kind!r}; use one of {FAULT_KINDS}")
         if not 0.0 <= rule.rate <= 1.0:
             raise ValueError(f"fault rate must be within 0..1, got {rule.rate}")
-        re.compile(rule.route)
+        try:
+            re.compile(rule.route)
+        except re.error as exc:
+            raise ValueError(f"fault route {rule.route!r} is not a valid regex: {exc}") from exc
         with self._lock:
             rule.id = self._next_id
             self._next_id += 1
@@ -163,12 +166,16 @@ class FaultRegistry:
         with self._lock:
             return list(self._rules)
 
-    def draw(self, target: str, kinds: tuple[str, ...]) -> list[FaultRule]:
+    def draw(
+        self, target: str, kinds: tuple[str, ...], *, first_only: bool = False
+    ) -> list[FaultRule]:
         """Pick the rules of the given kinds that fire for this request (and count them).
 
         Args:
             target: ``"METHOD /path"``.
             kinds: Kinds the caller is about to apply.
+            first_only: Stop at the first rule that fires (for faults that replace the reply,
+                so a rule that would not be applied does not spend its ``times``).
 
         Returns:
             The rules that fire, in registration order.
@@ -184,6 +191,8 @@ class FaultRegistry:
                     continue
                 rule.fired += 1
                 fired.append(rule)
+                if first_only:
+                    break
         return fired
 
     def latency_seconds(self, rule: FaultRule) -> float:

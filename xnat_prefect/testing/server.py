@@ -105,14 +105,18 @@ class XNATEmulator:
         config = self.config
         state = EmulatorState(config, all_schemas(), all_ticks())
         self.state = state
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
-        sock.listen(512)
-        sock.setblocking(False)
+        try:
+            sock = self._listen(config.host, config.port)
+        except OSError:
+            state.close()
+            self.state = None
+            if self._owns_dir:
+                shutil.rmtree(config.data_dir, ignore_errors=True)
+            raise
         self._socket = sock
         port = sock.getsockname()[1]
-        state.url = f"http://{config.host}:{port}"
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        state.url = f"http://{host}:{port}"
         uv_config = uvicorn.Config(
             EmulatorApp(state, all_routes()),
             log_level="warning",
@@ -142,6 +146,23 @@ class XNATEmulator:
             self._start_receiver(state)
         LOG.info("XNAT emulator serving %s (data dir %s)", state.url, config.data_dir)
         return self
+
+    @staticmethod
+    def _listen(host: str, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose
+        # protocol says TCP, and without it every kept-alive request waits ~40 ms (Nagle).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((host, port))
+            sock.listen(512)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def _run_http(self) -> None:
         assert self._server is not None and self._socket is not None
