@@ -28,7 +28,7 @@ from starlette.types import Message, Receive, Scope, Send
 from xnat_prefect.testing import wire
 from xnat_prefect.testing.faults import FaultRule
 from xnat_prefect.testing.http import EmuRequest, HTTPError, Route
-from xnat_prefect.testing.state import EmulatorState, User
+from xnat_prefect.testing.state import EmulatorState, SessionLimitError, User
 
 LOG = logging.getLogger(__name__)
 BROWSER_AGENT = re.compile(r"MSIE|Mozilla|AppleWebKit|Opera")
@@ -247,13 +247,13 @@ class EmulatorApp:
         auth_header = req.headers.get("authorization", "")
         if auth_header.lower().startswith("basic "):
             login, password = _decode_basic(auth_header)
-            user = state.check_password(login, password)
-            if user is None and found.auth:
-                raise HTTPError(401, "Login attempt failed. Please try again.")
-            if user is not None:
-                session_id = state.create_session(user.login)
-                req.jsession_id = session_id
-                req.response_headers["set-cookie"] = f"JSESSIONID={session_id}; Path=/; HttpOnly"
+            current = state.session_user(cookie) if cookie else None
+            if current is not None and current.login == login.split("/", 1)[-1]:
+                # Spring's BasicAuthenticationFilter: the session already holds this user, so
+                # the header is not re-checked and no new session is made.
+                user, req.jsession_id = current, cookie
+            else:
+                user = self._basic_login(req, login, password, found)
         elif cookie:
             user = state.session_user(cookie)
             if user is not None:
@@ -267,6 +267,23 @@ class EmulatorApp:
             raise HTTPError(401, "")
         if found.admin and not user.is_admin:
             raise HTTPError(403, "")
+
+    def _basic_login(self, req: EmuRequest, login: str, password: str, found: Route) -> User | None:
+        """Check Basic credentials and open a server session (``Set-Cookie``) for them."""
+        state = self.state
+        user = state.check_password(login, password)
+        if user is not None:
+            try:
+                session_id = state.create_session(user.login)
+            except SessionLimitError as exc:
+                if found.auth:
+                    raise HTTPError(401, str(exc)) from exc
+                return None
+            req.jsession_id = session_id
+            req.response_headers["set-cookie"] = f"JSESSIONID={session_id}; Path=/; HttpOnly"
+        elif found.auth:
+            raise HTTPError(401, "Login attempt failed. Please try again.")
+        return user
 
     async def _spool_body(self, request: Request, key: str) -> Path | None:
         handle, name = tempfile.mkstemp(prefix="body-", dir=self.state.store.tmp_dir)

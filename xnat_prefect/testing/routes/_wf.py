@@ -403,11 +403,44 @@ def data_fields(row: Row) -> dict[str, Any]:
     return fields
 
 
-def _epoch_ms(text: str) -> int | None:
-    try:
-        return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").timestamp() * 1000)
-    except ValueError:
-        return None
+TIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d",
+)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Read a workflow time the way XFT's date properties accept it.
+
+    Args:
+        text: ``2013-05-20 13:51:25.089`` (also with ``T``, without milliseconds, or a date).
+
+    Returns:
+        The naive local time, or None when blank or unreadable.
+    """
+    value = (text or "").strip()
+    for pattern in TIME_FORMATS:
+        try:
+            return datetime.strptime(value, pattern)
+        except ValueError:
+            continue
+    return None
+
+
+def epoch_ms(text: str | None) -> int | None:
+    """A workflow time as epoch milliseconds (XNAT's JSON dates).
+
+    Args:
+        text: The stored time text.
+
+    Returns:
+        Milliseconds, or None when unreadable.
+    """
+    moment = parse_time(text)
+    return None if moment is None else int(moment.timestamp() * 1000)
 
 
 def workflow_json(row: Row) -> dict[str, Any]:
@@ -434,8 +467,8 @@ def workflow_json(row: Row) -> dict[str, Any]:
         "src": row["src"],
         "type": row["type"],
         "category": row["category"],
-        "currentStepLaunchTime": _epoch_ms(row["current_step_launch_time"]),
-        "launchTime": _epoch_ms(row["launch_time"]),
+        "currentStepLaunchTime": epoch_ms(row["current_step_launch_time"]),
+        "launchTime": epoch_ms(row["launch_time"]),
         "currentStepId": row["current_step_id"],
         "status": row["status"],
         "createUser": row["create_user"],
@@ -443,5 +476,5 @@ def workflow_json(row: Row) -> dict[str, Any]:
         "stepDescription": row["step_description"],
         "percentageComplete": row["percentage_complete"],
         "jobId": row["job_id"],
-        "modTime": _epoch_ms(row["mod_time"]),
+        "modTime": epoch_ms(row["mod_time"]),
     }

@@ -1,4 +1,13 @@
-"""Authentication routes: JSESSION, /data/services/auth, alias tokens, buildInfo."""
+"""Authentication routes: JSESSION, /data/services/auth, alias tokens, buildInfo, login page.
+
+Alias tokens follow ``AliasTokenRestlet``: the guest user (an account named ``guest``) gets
+403 "The guest user can't request alias tokens" (anonymous callers never get that far: the URL
+is not open, so they get the 401 challenge, or a 302 to the login page in a browser);
+non-admins may issue, validate and invalidate only their own tokens (403 otherwise); an admin
+issuing for an unknown login gets 400. ``/app/template/Login.vm`` (open) is the page browsers
+are redirected to. :func:`tick` sweeps idle-expired HTTP sessions (see
+``EmulatorState.sweep_sessions``) so per-request Basic logins do not pile up in memory.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +19,21 @@ from starlette.responses import Response
 
 from xnat_prefect.testing import wire
 from xnat_prefect.testing.http import EmuRequest, HTTPError, route
+from xnat_prefect.testing.state import EmulatorState
 
 GUEST = "guest"
+NOT_FOR_GUEST = "The guest user can't request alias tokens"
+OWN_TOKENS_ONLY = "Non-admin users can only request operations on alias tokens for their own account"
+LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>XNAT Login</title></head>
+<body><h1>XNAT</h1>
+<form id="login_form" method="post" action="/login">
+<label for="username">User</label> <input type="text" id="username" name="username">
+<label for="password">Password</label> <input type="password" id="password" name="password">
+<input type="hidden" name="login_method" value="localdb">
+<button type="submit" id="loginButton">Login</button>
+</form></body></html>
+"""
 
 
 def _session_reply(req: EmuRequest, session_id: str) -> Response:
@@ -149,20 +171,31 @@ def _issue(req: EmuRequest, login_name: str) -> Response:
     return wire.json_response(_token_json(row))
 
 
+def _check_owner(req: EmuRequest, login_name: str) -> None:
+    """``AliasTokenRestlet``'s checks: never for guest; non-admins for themselves only."""
+    if not login_name or login_name.lower() == GUEST:
+        raise HTTPError(403, NOT_FOR_GUEST)
+    user = req.user
+    if user is None or (login_name.lower() != user.login.lower() and not user.is_admin):
+        raise HTTPError(403, OWN_TOKENS_ONLY)
+
+
 @route("GET", "/data/services/tokens/issue")
 def issue_token(req: EmuRequest) -> Response:
     """``GET /data/services/tokens/issue``: a new alias token for the caller."""
+    _check_owner(req, req.login)
     return _issue(req, req.login)
 
 
 @route("GET", "/data/services/tokens/issue/user/{login}")
 def issue_token_for(req: EmuRequest) -> Response:
-    """``GET /data/services/tokens/issue/user/{login}``: admins issue tokens for others."""
-    if req.user is None or not req.user.is_admin:
-        raise HTTPError(403, "Only administrators can issue tokens for other users.")
-    if req.state.get_user(req.params["login"]) is None:
-        raise HTTPError(404, f"Unknown user {req.params['login']}")
-    return _issue(req, req.params["login"])
+    """``GET /data/services/tokens/issue/user/{login}``: own tokens, or anyone's for admins."""
+    login_name = req.params["login"]
+    _check_owner(req, login_name)
+    user = req.state.get_user(login_name)
+    if user is None:
+        raise HTTPError(400, f"An error occurred retrieving the user: {login_name}")
+    return _issue(req, user.login)
 
 
 @route("GET", "/data/services/tokens/show")
@@ -181,7 +214,8 @@ def validate_token(req: EmuRequest) -> Response:
         "SELECT * FROM alias_tokens WHERE alias=? AND enabled=1", (req.params["alias"],)
     )
     if row is None:
-        raise HTTPError(404, "Unknown alias token.")
+        raise HTTPError(404, f"Can't find an alias token with the alias {req.params['alias']}")
+    _check_owner(req, str(row["login"]))
     valid = row["login"] if secrets.compare_digest(row["secret"], req.params["secret"]) else None
     return wire.json_response({"valid": valid})
 
@@ -193,14 +227,35 @@ def invalidate_token(req: EmuRequest) -> Response:
         "SELECT login FROM alias_tokens WHERE alias=?", (req.params["alias"],)
     )
     if row is None:
-        raise HTTPError(404, "Unknown alias token.")
+        raise HTTPError(404, f"Can't find an alias token with the alias {req.params['alias']}")
+    _check_owner(req, str(row["login"]))
     req.state.store.execute(
         "UPDATE alias_tokens SET enabled=0 WHERE alias=?", (req.params["alias"],)
     )
     return wire.json_response({"result": "OK"})
 
 
+@route("GET", "/app/template/Login.vm", auth=False)
+def login_page(req: EmuRequest) -> Response:
+    """``GET /app/template/Login.vm`` (open): the login page browsers are redirected to."""
+    return wire.text_response(LOGIN_PAGE, media_type="text/html")
+
+
+def tick(state: EmulatorState) -> bool:
+    """Drop idle-expired HTTP sessions (Tomcat's session reaper).
+
+    Args:
+        state: Emulator state.
+
+    Returns:
+        False: sweeping sessions is never pending work.
+    """
+    state.sweep_sessions()
+    return False
+
+
 ROUTES = [
+    login_page,
     login,
     current_session,
     logout,

@@ -10,9 +10,12 @@ XNAT routes emulated:
   definition XML; 404 for an unknown step.
 * ``POST /data/projects/{P}/pipelines/{STEP}/experiments/{E}`` — launch: opens a workflow
   (``Queued``, ``pipeline_name`` = STEP) and answers 200 with an empty body (fire-and-forget).
-  Unknown project, experiment or step → 400 (real XNAT silently answers 200 for an unknown step;
-  the emulator is stricter so client bugs surface). Special steps ``triggerPipelines``,
-  ``pullDataFromHeaders``, ``fixScanTypes`` run inline (a Complete workflow).
+  Unknown project or experiment → 400; an unknown STEP answers 200 and nothing runs (no
+  workflow), as ``ProjtExptPipelineResource`` only logs the failed launch. Special steps run
+  inline as a Complete workflow named like XNAT's events: ``triggerPipelines`` and
+  ``fixScanTypes`` → ``Triggered Pipelines``, ``pullDataFromHeaders`` → ``Pulled Data from
+  DICOM``; ``triggerPipelines`` by a user who cannot edit does nothing (200), the other two
+  answer 403.
 
 The workflow then runs Queued → Running → the pipeline's ``outcome`` (``Complete``, ``Failed``
 with details text, ``Killed``, or ``Hang`` = Running forever) after ``run_seconds`` (default
@@ -53,9 +56,9 @@ CREATE TABLE IF NOT EXISTS pipelines (
 
 COLUMNS = ("Applies To", "Generates", "Name", "Description", "Path", "Datatype")
 INLINE_STEPS = {
-    "triggerPipelines": "Triggered pipelines",
-    "pullDataFromHeaders": "Pulled data from DICOM headers",
-    "fixScanTypes": "Fixed scan types",
+    "triggerPipelines": "Triggered Pipelines",
+    "pullDataFromHeaders": "Pulled Data from DICOM",
+    "fixScanTypes": "Triggered Pipelines",
 }
 DISPLAY_NAMES = {
     "xnat:mrSessionData": "MR Session",
@@ -189,6 +192,8 @@ def launch_pipeline(req: EmuRequest) -> Response:
     if experiment is None or not state.can_read(req.user, experiment["project"]):
         raise HTTPError(400, f"Unable to identify experiment {exp_ref}")
     if not state.can_edit(req.user, project_id):
+        if step == "triggerPipelines":
+            return wire.text_response("")  # XNAT skips the run for non-editors and says 200
         raise HTTPError(403, f"User {req.login} cannot launch pipelines in {project_id}.")
     common: dict[str, Any] = {
         "data_id": experiment["id"],
@@ -207,7 +212,7 @@ def launch_pipeline(req: EmuRequest) -> Response:
         return wire.text_response("")
     pipeline = _pipeline_or_none(req, project_id, step)
     if pipeline is None:
-        raise HTTPError(400, f"No pipeline {step} is configured for project {project_id}")
+        return wire.text_response("")  # XNAT logs "an issue launching pipeline" and says 200
     workflows.create_workflow(
         state,
         pipeline_name=step,

@@ -4,15 +4,18 @@ Every launch (legacy pipeline, container) creates a workflow; clients poll
 ``GET /data/workflows/{id}?format=json`` until the status is terminal (starts with ``Complete``,
 ``Failed`` or ``Killed``). Routes:
 
-* ``GET /data/workflows/{id}`` — item document (``format=json|xml``, HTML otherwise); 404 unknown.
-  Each read counts as a status poll (``timing.job_polls``).
-* ``GET /data/workflows?wrk:workflowData/id=..&wrk:workflowData/pipeline_name=..`` — items
-  document of every match (404 when none).
+* ``GET /data/workflows/{id}`` — item document (``format=json|html``, XML otherwise, as
+  ``WorkflowResource``); 404 unknown. Each read counts as a status poll (``timing.job_polls``).
+* ``GET /data/workflows?wrk:workflowData/id=..&wrk:workflowData/pipeline_name=..&
+  wrk:workflowData/launch_time=..`` — ``getUniqueWorkflow``: at most ONE workflow, matched on
+  all three (other params ignored); a missing or unreadable one matches nothing → 404.
 * ``PUT /data/workflows[/{id}]`` with ``wrk:workflowData/<field>`` params (also bare ``status``
   and ``data_type``) — create, or update the workflow with the same id, pipeline and launch time
   (new ones need id, launch_time, pipeline_name, data_type → 400; non-creator non-admin → 403).
-* ``GET /data/services/workflows/{pipeline}?experiment=&project=&status=`` — a ResultSet
-  (``ALL`` or ``*`` as the pipeline lists every pipeline).
+* ``GET /data/services/workflows[/{pipeline}]?experiment=&project=&status=&display=`` — see
+  :mod:`_wf_list` (a document for one experiment's latest run, else ResultSets).
+* ``GET /data/services/workflows/workflowid/{id}`` — one workflow by primary key (XML by
+  default); unknown or non-numeric → 500, as the restlet's unguarded lookup fails.
 
 The engine (progress, poll hooks) is :mod:`_wf`; this module re-exports what other modules call:
 :func:`create_workflow`, :func:`set_workflow_status`, :func:`get_workflow`, :func:`tick`.
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import time
 from urllib.parse import unquote
-from xml.sax.saxutils import escape, quoteattr
 
 from starlette.responses import Response
 
@@ -31,11 +33,9 @@ from xnat_prefect.testing.http import EmuRequest, HTTPError, route
 from xnat_prefect.testing.routes._wf import (
     OUTCOMES,
     SCHEMA,
-    XSI_TYPE,
     add_poll_hook,
     can_read_workflow,
     create_workflow,
-    data_fields,
     get_workflow,
     is_terminal,
     queue_delay,
@@ -45,6 +45,7 @@ from xnat_prefect.testing.routes._wf import (
     tick,
     workflow_json,
 )
+from xnat_prefect.testing.routes._wf_list import item_response, service_listing, unique_workflows
 from xnat_prefect.testing.state import EmulatorState
 from xnat_prefect.testing.store import Row, now_text
 
@@ -89,56 +90,8 @@ FIELD_COLUMNS = {
     "type": "type",
     "src": "src",
 }
-# column → name in item documents and ResultSets (ItemJSONBuilder spelling)
-XML_ELEMENTS = ("comments", "details", "justification", "description")
 REQUIRED_NEW = ("id", "launch_time", "pipeline_name", "data_type")
 BARE_PARAMS = ("status", "data_type")
-
-
-def workflow_xml(row: Row) -> str:
-    """A workflow as XFT XML (``wrk:Workflow``).
-
-    Args:
-        row: Workflow row.
-
-    Returns:
-        The XML text.
-    """
-    fields = data_fields(row)
-    attrs = []
-    for name, value in fields.items():
-        if name in XML_ELEMENTS or name == "wrk_workflowData_id" or value in (None, ""):
-            continue
-        xml_name = "ExternalID" if name == "externalID" else name
-        text = str(value).replace(" ", "T", 1) if name.endswith("launch_time") else str(value)
-        attrs.append(f"{xml_name}={quoteattr(text)}")
-    inner = "".join(
-        f"<wrk:{name}>{escape(str(fields[name]))}</wrk:{name}>"
-        for name in XML_ELEMENTS
-        if fields.get(name)
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<wrk:Workflow {' '.join(attrs)} "
-        'xmlns:arc="http://nrg.wustl.edu/arc" xmlns:wrk="http://nrg.wustl.edu/workflow" '
-        'xmlns:xdat="http://nrg.wustl.edu/security" xmlns:xnat="http://nrg.wustl.edu/xnat" '
-        f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">{inner}</wrk:Workflow>'
-    )
-
-
-def _items_response(req: EmuRequest, rows: list[Row]) -> Response:
-    fmt = req.fmt
-    if fmt == "json":
-        items = [wire.item_document(XSI_TYPE, data_fields(r))["items"][0] for r in rows]
-        return wire.json_response({"items": items})
-    if fmt == "xml":
-        return wire.text_response(workflow_xml(rows[0]), media_type="text/xml")
-    first = rows[0]
-    page = (
-        f"<html><head><title>Workflow {first['wrk_workflowData_id']}</title></head><body>"
-        f"{escape(first['pipeline_name'])}: {escape(first['status'])}</body></html>"
-    )
-    return wire.text_response(page, media_type="text/html")
 
 
 def _decoded(value: str) -> str:
@@ -175,25 +128,27 @@ def get_workflow_route(req: EmuRequest) -> Response:
     record_poll(req.state, int(row["wrk_workflowData_id"]))
     fresh = get_workflow(req.state, ref)
     assert fresh is not None
-    return _items_response(req, [fresh])
+    return item_response(req, fresh)
 
 
 @route("GET", "/data/workflows")
-def find_workflows(req: EmuRequest) -> Response:
-    """``GET /data/workflows?wrk:workflowData/<field>=..``: items document of the matches."""
-    criteria = _xpath_params(req)
-    where = " AND ".join(f"{column}=?" for column in criteria) or "1=1"
-    rows = req.state.store.query(
-        f"SELECT * FROM workflows WHERE {where} ORDER BY wrk_workflowData_id",
-        tuple(criteria.values()),
+def find_workflow(req: EmuRequest) -> Response:
+    """``GET /data/workflows?wrk:workflowData/id=..&.../pipeline_name=..&.../launch_time=..``."""
+    keys = _xpath_params(req)
+    rows = unique_workflows(
+        req.state,
+        data_id=keys.get("id"),
+        pipeline=keys.get("pipeline_name"),
+        launch_time=keys.get("launch_time"),
     )
-    rows = [r for r in rows if can_read_workflow(req, r)]
-    if not rows:
+    row = next((r for r in rows if can_read_workflow(req, r)), None)
+    if row is None:
         raise HTTPError(404, "Unable to find the specified workflow.")
-    for row in rows:
-        record_poll(req.state, int(row["wrk_workflowData_id"]))
-    fresh = [get_workflow(req.state, r["wrk_workflowData_id"]) for r in rows]
-    return _items_response(req, [r for r in fresh if r is not None])
+    wf_id = int(row["wrk_workflowData_id"])
+    record_poll(req.state, wf_id)
+    fresh = get_workflow(req.state, wf_id)
+    assert fresh is not None
+    return item_response(req, fresh)
 
 
 def _item_project(state: EmulatorState, data_id: str, project: str) -> str:
@@ -210,13 +165,13 @@ def _item_project(state: EmulatorState, data_id: str, project: str) -> str:
 def put_workflow(req: EmuRequest) -> Response:
     """``PUT /data/workflows``: create, or update the one with the same id/pipeline/launch time."""
     values = _xpath_params(req, BARE_PARAMS)
-    existing = None
-    if all(values.get(k) for k in ("id", "pipeline_name", "launch_time")):
-        existing = req.state.store.one(
-            "SELECT * FROM workflows WHERE id=? AND pipeline_name=? AND launch_time=?",
-            (values["id"], values["pipeline_name"], values["launch_time"]),
-        )
-    return _save(req, values, existing)
+    matches = unique_workflows(
+        req.state,
+        data_id=values.get("id"),
+        pipeline=values.get("pipeline_name"),
+        launch_time=values.get("launch_time"),
+    )
+    return _save(req, values, matches[0] if matches else None)
 
 
 @route("PUT", "/data/workflows/{wf_id}")
@@ -264,44 +219,34 @@ def _save(req: EmuRequest, values: dict[str, str], existing: Row | None) -> Resp
     return wire.text_response("")
 
 
-LIST_COLUMNS = (
-    "wrk_workflowData_id",
-    "ID",
-    "data_type",
-    "externalID",
-    "pipeline_name",
-    "launch_time",
-    "status",
-    "current_step_id",
-    "step_description",
-    "percentageComplete",
-    "comments",
-    "details",
-    "jobID",
-    "create_user",
-)
+@route("GET", "/data/services/workflows/workflowid/{wf_id}")
+def workflow_by_key(req: EmuRequest) -> Response:
+    """``GET /data/services/workflows/workflowid/{id}``: one workflow by primary key."""
+    ref = req.params["wf_id"]
+    row = get_workflow(req.state, ref) if ref.isdigit() else None
+    if row is None or not can_read_workflow(req, row):
+        raise HTTPError(500, "Internal Server Error")
+    return item_response(req, row)
+
+
+@route("GET", "/data/services/workflows")
+def list_all_workflows(req: EmuRequest) -> Response:
+    """``GET /data/services/workflows``: no pipeline name (XNAT's queries then fail → 404)."""
+    return service_listing(req, None)
 
 
 @route("GET", "/data/services/workflows/{pipeline:path}")
 def list_workflows(req: EmuRequest) -> Response:
-    """``GET /data/services/workflows/{pipeline}?experiment=&project=&status=``: a ResultSet."""
-    pipeline = req.params["pipeline"]
-    clauses: list[str] = []
-    params: list[str] = []
-    if pipeline not in ("ALL", "*", "all"):
-        clauses.append("(pipeline_name=? OR pipeline_name LIKE ?)")
-        params.extend([pipeline, f"%/{pipeline}"])
-    for arg, column in (("experiment", "id"), ("project", "external_id"), ("status", "status")):
-        value = req.arg(arg)
-        if value:
-            clauses.append(f"{column}=?")
-            params.append(value)
-    where = " AND ".join(clauses) or "1=1"
-    rows = req.state.store.query(
-        f"SELECT * FROM workflows WHERE {where} ORDER BY wrk_workflowData_id DESC", params
-    )
-    table = [data_fields(r) for r in rows if can_read_workflow(req, r)]
-    return wire.result_set(table, LIST_COLUMNS, fmt=req.fmt, title="Workflows")
+    """``GET /data/services/workflows/{pipeline}?experiment=&project=&status=&display=``."""
+    return service_listing(req, req.params["pipeline"])
 
 
-ROUTES = [get_workflow_route, find_workflows, put_workflow, put_workflow_id, list_workflows]
+ROUTES = [
+    get_workflow_route,
+    find_workflow,
+    put_workflow,
+    put_workflow_id,
+    workflow_by_key,
+    list_all_workflows,
+    list_workflows,
+]

@@ -1,0 +1,317 @@
+"""What every composite flow shares: credentials, redacting run loggers, artifacts and events.
+
+* :func:`resolve_credentials` accepts an :class:`XNATCredentials` block or the name of a saved
+  one (deployments pass names).
+* :func:`run_logger` is Prefect's run logger with the secret-redaction filter installed on it
+  and on Prefect's flow/task run loggers, so passwords, tokens and session ids never reach the
+  Prefect API (Prefect masks ``SecretStr`` fields in the UI, not inside log text).
+* :class:`ProgressReporter` keeps one progress artifact up to date from many worker threads
+  (throttled: at most one API call per ``min_interval`` seconds).
+* :func:`emit_session_archived` sends the ``xnat.session.archived`` event that downstream
+  deployments trigger on: ids and labels only, never patient names or patient IDs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.events import emit_event
+from prefect.futures import PrefectFuture
+from prefect.logging.loggers import LoggingAdapter
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from xnat_prefect.blocks import DicomNode, XNATCredentials
+
+from xnat_prefect._redact import install_redaction
+from xnat_prefect.errors import InvalidInputError
+
+__all__ = [
+    "EVENT_SESSION_ARCHIVED",
+    "ProgressReporter",
+    "RunLogger",
+    "artifact_key",
+    "current_flow_run_id",
+    "emit_session_archived",
+    "flow_task_runner",
+    "resolve_credentials",
+    "resolve_dicom_node",
+    "run_logger",
+    "variable_name",
+]
+
+EVENT_SESSION_ARCHIVED = "xnat.session.archived"
+"""Name of the event emitted once per newly archived session."""
+
+RunLogger = logging.Logger | LoggingAdapter
+_PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.flows", "prefect")
+_KEY_UNSAFE = re.compile(r"[^a-z0-9-]+")
+_VARIABLE_UNSAFE = re.compile(r"[^a-z0-9_-]+")
+
+
+def resolve_credentials(credentials: XNATCredentials | str) -> XNATCredentials:
+    """Return the block itself, or load the saved block of that name.
+
+    Args:
+        credentials: An ``XNATCredentials`` block, or the name of a saved one.
+
+    Returns:
+        The block.
+
+    Raises:
+        InvalidInputError: ``credentials`` is neither (an empty name, another type).
+        ValueError: No saved block has that name (Prefect's own error).
+
+    Example:
+        ```python
+        credentials = resolve_credentials("BLOCK_NAME")  # XNATCredentials.load("BLOCK_NAME")
+        ```
+    """
+    if isinstance(credentials, XNATCredentials):
+        return credentials
+    if isinstance(credentials, str) and credentials.strip():
+        loaded = cast(XNATCredentials, XNATCredentials.load(credentials.strip()))
+        return loaded
+    raise InvalidInputError(
+        "credentials must be an XNATCredentials block or the name of a saved one "
+        f"(XNATCredentials.load('BLOCK_NAME')); got {type(credentials).__name__}"
+    )
+
+
+def resolve_dicom_node(node: DicomNode | str | None) -> DicomNode | None:
+    """Return the block, load a saved one by name, or pass None through.
+
+    Args:
+        node: A ``DicomNode`` block, its saved name, or None.
+
+    Returns:
+        The block or None.
+
+    Example:
+        ```python
+        node = resolve_dicom_node("BLOCK_NAME")  # DicomNode.load("BLOCK_NAME")
+        ```
+    """
+    if node is None or isinstance(node, DicomNode):
+        return node
+    loaded = cast(DicomNode, DicomNode.load(node.strip()))
+    return loaded
+
+
+def flow_task_runner(max_workers: int) -> TaskRunner[PrefectFuture[Any]]:
+    """A ``ThreadPoolTaskRunner`` with a worker cap, typed for ``@flow(task_runner=...)``.
+
+    ``ThreadPoolTaskRunner()`` has no cap by default; every flow here sets one.
+
+    Args:
+        max_workers: Threads.
+
+    Returns:
+        The runner.
+    """
+    return cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=max_workers))
+
+
+def run_logger() -> RunLogger:
+    """Prefect's run logger for the current flow or task run, with secret redaction installed.
+
+    Returns:
+        The logger (a ``LoggerAdapter``; a plain logger outside a run).
+
+    Example:
+        ```python
+        logger = run_logger()
+        logger.info("uploaded %d files", 12)
+        ```
+    """
+    for name in _PREFECT_RUN_LOGGERS:
+        install_redaction(logging.getLogger(name))
+    logger = get_run_logger()
+    install_redaction(logger)
+    return logger
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key from free text (lower-case letters, digits and dashes).
+
+    Args:
+        *parts: Words to join.
+
+    Returns:
+        The key (at most 120 characters).
+
+    Example:
+        ```python
+        artifact_key("xnat-ingest", "P1", "SUBJ_01")  # 'xnat-ingest-p1-subj-01'
+        ```
+    """
+    text = "-".join(p for p in parts if p)
+    return _KEY_UNSAFE.sub("-", text.lower()).strip("-")[:120] or "xnat"
+
+
+def variable_name(*parts: str) -> str:
+    """A Prefect Variable name from free text (lower-case letters, digits, ``_`` and ``-``).
+
+    Args:
+        *parts: Words to join with ``_``.
+
+    Returns:
+        The name (at most 200 characters).
+
+    Example:
+        ```python
+        variable_name("xnat_watermark", "127.0.0.1:8080", "P1")
+        ```
+    """
+    text = "_".join(p for p in parts if p)
+    return _VARIABLE_UNSAFE.sub("_", text.lower()).strip("_")[:200] or "xnat"
+
+
+def current_flow_run_id() -> UUID | None:
+    """Id of the flow run this code runs in (from a task too), or None outside a run.
+
+    Returns:
+        The flow run id.
+    """
+    flow_context = FlowRunContext.get()
+    if flow_context is not None and flow_context.flow_run is not None:
+        return flow_context.flow_run.id
+    task_context = TaskRunContext.get()
+    if task_context is not None and task_context.task_run.flow_run_id is not None:
+        return task_context.task_run.flow_run_id
+    return None
+
+
+class ProgressReporter:
+    """One progress artifact, advanced from many threads, updated at most every few seconds.
+
+    Args:
+        key: Artifact key (see :func:`artifact_key`).
+        total: Units of work in all (files, sessions...); 0 means "unknown".
+        description: Markdown description (no patient names).
+        min_interval: Seconds between two API updates.
+
+    Example:
+        ```python
+        progress = ProgressReporter("xnat-ingest-p1", total=120, description="Ingest into P1")
+        progress.advance(10)
+        progress.finish()
+        ```
+    """
+
+    def __init__(
+        self, key: str, *, total: int, description: str, min_interval: float = 1.0
+    ) -> None:
+        self.key = key
+        self.total = max(0, total)
+        self.description = description
+        self.min_interval = min_interval
+        self._done = 0
+        self._lock = threading.Lock()
+        self._last_sent = 0.0
+        self._last_value = 0.0
+        # sync call (flows here are sync): async_dispatch returns the UUID itself
+        self.artifact_id = cast(
+            UUID, create_progress_artifact(0.0, key=key, description=description)
+        )
+
+    @property
+    def done(self) -> int:
+        """Units completed so far."""
+        return self._done
+
+    def _percent(self) -> float:
+        if self.total <= 0:
+            return 0.0
+        return min(100.0, 100.0 * self._done / self.total)
+
+    def advance(self, units: int = 1) -> None:
+        """Count finished units; update the artifact when ``min_interval`` has passed.
+
+        Args:
+            units: Units finished.
+        """
+        with self._lock:
+            self._done += units
+            now = time.monotonic()
+            if now - self._last_sent < self.min_interval:
+                return
+            self._last_sent = now
+            value = self._percent()
+        self._send(value)
+
+    def finish(self) -> None:
+        """Set the artifact to 100 %."""
+        with self._lock:
+            self._done = max(self._done, self.total)
+        self._send(100.0)
+
+    def _send(self, value: float) -> None:
+        if value == self._last_value and value != 100.0:
+            return
+        self._last_value = value
+        try:
+            update_progress_artifact(self.artifact_id, value)
+        except Exception as exc:  # a lost progress update must never fail a transfer
+            logging.getLogger(__name__).debug("progress update failed: %s", exc)
+
+
+def emit_session_archived(
+    *,
+    server: str,
+    experiment_id: str,
+    project: str,
+    subject_id: str | None,
+    subject_label: str | None,
+    session_label: str | None,
+    details: Mapping[str, Any] | None = None,
+) -> UUID | None:
+    """Emit ``xnat.session.archived`` for one session.
+
+    The resource id is ``xnat.session.<server>.<experiment_id>``; the payload holds the
+    project, subject and session ids and labels plus ``details`` (counts, transport). Never put
+    patient names or patient IDs in ``details``.
+
+    Args:
+        server: The server's ``host:port``.
+        experiment_id: Accession ID.
+        project: Project ID.
+        subject_id: Subject accession ID.
+        subject_label: Subject label.
+        session_label: Session label.
+        details: Extra JSON-friendly payload.
+
+    Returns:
+        The event id (None when events are disabled).
+
+    Example:
+        ```python
+        emit_session_archived(server="xnat.example.org", experiment_id="XNAT_E00001",
+                              project="P1", subject_id="XNAT_S00001", subject_label="S01",
+                              session_label="S01_MR1")
+        ```
+    """
+    resource = {
+        "prefect.resource.id": f"xnat.session.{server}.{experiment_id}",
+        "prefect.resource.name": session_label or experiment_id,
+        "xnat.server": server,
+        "xnat.project": project,
+    }
+    payload: dict[str, Any] = {
+        "server": server,
+        "project": project,
+        "experiment_id": experiment_id,
+        "subject_id": subject_id,
+        "subject_label": subject_label,
+        "session_label": session_label,
+        **(details or {}),
+    }
+    event = emit_event(EVENT_SESSION_ARCHIVED, resource=resource, payload=payload)
+    return event.id if event is not None else None
