@@ -61,23 +61,24 @@ def ensure_limit(name: str, limit: int) -> None:
     """
     if limit < 1:
         raise ValueError(f"a concurrency limit needs at least 1 slot, got {limit} for {name}")
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    # One check-and-create at a time in this process, so parallel tasks of one run do not race
+    # each other into the server's unique constraint; another process racing us gets a 409.
     with _ENSURED_LOCK:
         if name in _ENSURED:
             return
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
+        with get_client(sync_client=True) as client:
             try:
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=limit)
-                )
-                LOG.info("created concurrency limit %s with %d slots", name, limit)
-            except ObjectAlreadyExists:
-                pass  # another worker created it first
-    with _ENSURED_LOCK:
+                client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                try:
+                    client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=limit)
+                    )
+                    LOG.info("created concurrency limit %s with %d slots", name, limit)
+                except ObjectAlreadyExists:
+                    pass  # another worker created it first
         _ENSURED.add(name)
 
 
