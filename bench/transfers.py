@@ -6,7 +6,8 @@ its own process (``xnat-emulator serve``), then times on loopback:
 * ingest: ``UploadService.upload_dicom_parallel`` (tar streamed / zip on disk),
   ``upload_dicom_gradual`` and ``upload_dicom_store`` (C-STORE), each with 4 workers, and a
   re-run of the tar ingest with the ledger on (nothing left to send);
-* download: ``DownloadService.download_session`` (parallel per-file GETs, 4 workers) and
+* download: ``DownloadService.download_session`` (one zip per fresh scan, per-file GETs for
+  the rest; 4 and 8 workers) and
   ``download_scans(["ALL"])`` (one server-made zip);
 * the raw limit: one ``curl --data-binary`` POST of a prebuilt tar to the import service, and
   one ``curl`` of the session zip;
@@ -330,7 +331,9 @@ def main() -> int:
         "Emulator in its own process on loopback (it shares the CPUs). Each transfer runs in a "
         "fresh process; peak RSS is that process's maximum resident set. Upload times end when "
         f"the last request returns; the archive is then checked (not timed). {WORKERS} workers "
-        "everywhere. Our uploads run with the ledger off except the 're-run' row.",
+        "everywhere. Our uploads run with the ledger off except the 're-run' row. "
+        "This VM is shared with other workloads: repeated runs differ by up to 2x, so compare "
+        "rows of one run, not runs.",
     ]
     if args.xnatctl is None:
         header.append("xnatctl rows: not run (pass --xnatctl PATH).")
@@ -504,7 +507,7 @@ def bench_download(
     )
     rows.append(
         Row(
-            "download: session, per-file GETs (verify=True)",
+            "download: session (scan zips + GET fallback, verify)",
             "xnat-prefect",
             got["seconds"],
             got["detail"]["bytes_received"],
@@ -523,7 +526,7 @@ def bench_download(
     )
     rows.append(
         Row(
-            "download: session, per-file GETs (verify=True), 8 workers",
+            "download: session (scan zips + GET fallback, verify), 8 workers",
             "xnat-prefect",
             got["seconds"],
             got["detail"]["bytes_received"],

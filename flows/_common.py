@@ -115,6 +115,14 @@ def flow_task_runner(max_workers: int) -> TaskRunner[PrefectFuture[Any]]:
 
     Returns:
         The runner.
+
+    Example:
+        ```python
+        from prefect import flow
+
+        @flow(task_runner=flow_task_runner(4))
+        def my_flow() -> None: ...
+        ```
     """
     return cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=max_workers))
 
@@ -179,6 +187,11 @@ def current_flow_run_id() -> UUID | None:
 
     Returns:
         The flow run id.
+
+    Example:
+        ```python
+        run_id = current_flow_run_id()  # None outside a flow run
+        ```
     """
     flow_context = FlowRunContext.get()
     if flow_context is not None and flow_context.flow_run is not None:

@@ -51,6 +51,11 @@ class CStoreNode:
         called_aet: Receiver AE title.
         calling_aet: Our AE title.
         timeout: Network timeout of an association, in seconds.
+
+    Example:
+        ```python
+        CStoreNode("xnat.example.org", 8104, "XNAT", "XNATPREFECT", 30.0)
+        ```
     """
 
     host: str
@@ -74,6 +79,11 @@ class SendTarget:
         root: Folder the source files are under (zip entry names are relative to it).
         workspace: Scratch folder for zips.
         node: C-STORE destination (``cstore`` only).
+
+    Example:
+        ```python
+        SendTarget("gradual", "P1", "S01", "S01_MR1", False, "append", root, workspace)
+        ```
     """
 
     transport: Transport

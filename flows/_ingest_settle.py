@@ -62,6 +62,13 @@ class SettleOptions:
         max_wait_seconds: Fail when not settled after this long.
         poll_interval_seconds: Pause between polls.
         existing_experiment: Accession ID of the session that existed before the upload.
+
+    Example:
+        ```python
+        SettleOptions(uid, "P1", "S01_MR1", direct_archive=False, archive=True,
+                      overwrite="none", stall_seconds=600, max_wait_seconds=3600,
+                      poll_interval_seconds=5)
+        ```
     """
 
     study_uid: str
@@ -89,6 +96,11 @@ class SettledSession:
         archived_by: Who archived it (``none``: left in the prearchive).
         prearchive_src: The prearchive session left READY, when ``archived_by`` is ``none``.
         warnings: Notes for the run's result.
+
+    Example:
+        ```python
+        settled.experiment_id, settled.archived_by
+        ```
     """
 
     project: str
@@ -134,6 +146,11 @@ def list_direct_archive(client: XNATClient) -> list[dict[str, Any]]:
 
     Returns:
         The sessions (``project, tag, name, status, lastModified``...).
+
+    Example:
+        ```python
+        waiting = [d for d in list_direct_archive(client) if d.get("tag") == study_uid]
+        ```
     """
     try:
         payload = client.post("/xapi/direct-archive", json={}).json()
@@ -151,6 +168,11 @@ class SessionSettler:
         client: A logged-in client.
         options: What to follow and how.
         logger: Run logger.
+
+    Example:
+        ```python
+        settled = SessionSettler(client, options, run_logger()).run()
+        ```
     """
 
     def __init__(self, client: XNATClient, options: SettleOptions, logger: RunLogger) -> None:
@@ -174,10 +196,12 @@ class SessionSettler:
 
     def _observe(self) -> _Seen:
         uid = self.options.study_uid
-        rows = [r for r in self.prearchive.list() if r.tag == uid]
+        rows: list[PrearchiveSession] = []
         if self.project is not None:
-            mine = [r for r in rows if r.project in (self.project, UNASSIGNED)]
-            rows = mine or rows
+            rows = [r for r in self.prearchive.list(self.project) if r.tag == uid]
+        if not rows and self.experiment_id is None:
+            # routed elsewhere (Unassigned, another project) or not known yet: look everywhere
+            rows = [r for r in self.prearchive.list() if r.tag == uid]
         direct = []
         if self.options.direct_archive:
             direct = [d for d in list_direct_archive(self.client) if d.get("tag") == uid]

@@ -35,6 +35,11 @@ class LocalFile:
         size: Bytes.
         scan_id: The scan ID XNAT will give its series (Series Number, else Series UID).
         sop_uid: SOP Instance UID.
+
+    Example:
+        ```python
+        [f.sop_uid for f in manifest.files if f.scan_id == "1"]
+        ```
     """
 
     path: Path
@@ -52,6 +57,12 @@ class SourceManifest:
         study_uid: The study's StudyInstanceUID.
         files: The files, in path order.
         scratch: Folder to delete when done (zip sources), else None.
+
+    Example:
+        ```python
+        manifest = read_source(Path("study1"))
+        print(manifest.study_uid, manifest.total_bytes)
+        ```
     """
 
     root: Path
@@ -90,6 +101,11 @@ class Batch:
         files: Files to send.
         scan_ids: Scans (series) the batch carries.
         size: Bytes of the files.
+
+    Example:
+        ```python
+        [b.number for b in plan_batches(manifest, 4, keep_series_whole=True)]
+        ```
     """
 
     number: int

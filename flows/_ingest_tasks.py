@@ -108,6 +108,11 @@ def refuse_existing(existing: str | None, project: str | None, session: str | No
 
     Raises:
         ArchiveFailed: ``existing`` is set (status ``CONFLICT``).
+
+    Example:
+        ```python
+        refuse_existing(None, "P1", "S01_MR1")  # nothing archived yet: no error
+        ```
     """
     if existing is None:
         return

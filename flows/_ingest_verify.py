@@ -41,6 +41,12 @@ class VerifyReport:
     Attributes:
         scans: One check per local or archived scan.
         warnings: Non-fatal findings.
+
+    Example:
+        ```python
+        report = verify_archive(client, "XNAT_E00001", manifest)
+        print(report.ok, report.warnings)
+        ```
     """
 
     scans: list[ScanCheck] = field(default_factory=list)
@@ -63,6 +69,11 @@ def catalog_uids(xml_text: str) -> list[str] | None:
 
     Raises:
         VerificationError: The document declares a DTD or entities (refused) or is not XML.
+
+    Example:
+        ```python
+        uids = catalog_uids(client.get(".../scans/1/resources/DICOM").text)
+        ```
     """
     head = xml_text[:4096].upper()
     if "<!DOCTYPE" in head or "<!ENTITY" in head:

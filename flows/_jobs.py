@@ -55,6 +55,11 @@ class JobRecord:
         credentials: Live credentials (in the launching process only).
         ref: How to load them elsewhere: a block name, or ``{"$ref": ...}``; None if unsaved.
         jobs: Job id -> session.
+
+    Example:
+        ```python
+        JobRecord(credentials, "BLOCK_NAME", {"workflow:12": "XNAT_E00001"})
+        ```
     """
 
     credentials: XNATCredentials | None
@@ -73,6 +78,11 @@ def registry_variable(flow_run_id: UUID) -> str:
 
     Returns:
         ``xnat_jobs_<hex id>``.
+
+    Example:
+        ```python
+        registry_variable(flow_run_id)  # 'xnat_jobs_3f2a...'
+        ```
     """
     return variable_name("xnat_jobs", flow_run_id.hex)
 
@@ -85,6 +95,11 @@ def credentials_ref(credentials: XNATCredentials | str) -> Any:
 
     Returns:
         The block name, ``{"$ref": {"block_document_id": ...}}``, or None.
+
+    Example:
+        ```python
+        credentials_ref(XNATCredentials.load("BLOCK_NAME"))  # {"$ref": {...}}
+        ```
     """
     if isinstance(credentials, str):
         return credentials
@@ -115,6 +130,11 @@ def record_job(
         ref: See :func:`credentials_ref`.
         job_id: The job id (``workflow:N``...).
         session: The session it runs on.
+
+    Example:
+        ```python
+        record_job(run_id, credentials, "BLOCK_NAME", "workflow:12", "XNAT_E00001")
+        ```
     """
     with _LOCK:
         record = _RUNS.setdefault(flow_run_id, JobRecord(credentials, ref))
@@ -128,6 +148,11 @@ def remove_job(flow_run_id: UUID, job_id: str) -> None:
     Args:
         flow_run_id: The flow run.
         job_id: The job id.
+
+    Example:
+        ```python
+        remove_job(run_id, "workflow:12")
+        ```
     """
     with _LOCK:
         record = _RUNS.get(flow_run_id)
@@ -143,6 +168,11 @@ def jobs_of(flow_run_id: UUID) -> dict[str, str]:
 
     Returns:
         Job id -> session.
+
+    Example:
+        ```python
+        jobs_of(run_id)  # {"workflow:12": "XNAT_E00001"}
+        ```
     """
     with _LOCK:
         record = _RUNS.get(flow_run_id)
@@ -158,6 +188,11 @@ def forget_run(flow_run_id: UUID) -> None:
 
     Args:
         flow_run_id: The flow run.
+
+    Example:
+        ```python
+        forget_run(run_id)
+        ```
     """
     with _LOCK:
         _RUNS.pop(flow_run_id, None)
@@ -194,6 +229,11 @@ def cancel_jobs(flow_run_id: UUID, parameters: dict[str, Any] | None = None) -> 
 
     Returns:
         Job ids XNAT confirmed cancelled (jobs already ended are skipped).
+
+    Example:
+        ```python
+        cancel_jobs(run_id, {"credentials": "BLOCK_NAME"})
+        ```
     """
     jobs = jobs_of(flow_run_id)
     if not jobs:
@@ -229,6 +269,12 @@ def cancel_launched_jobs(flow: Flow[Any, Any], flow_run: FlowRun, state: State[A
         flow: The flow.
         flow_run: The cancelled run.
         state: Its Cancelling state.
+
+    Example:
+        ```python
+        @flow(on_cancellation=[cancel_launched_jobs])
+        def my_flow() -> None: ...
+        ```
     """
     cancelled = cancel_jobs(flow_run.id, dict(flow_run.parameters or {}))
     LOG.warning("flow run %s cancelled; %d remote job(s) killed", flow_run.id, len(cancelled))

@@ -57,6 +57,11 @@ def list_experiment_ids(credentials: XNATCredentials, project: str) -> list[str]
 
     Returns:
         The IDs.
+
+    Example:
+        ```python
+        ids = list_experiment_ids(XNATCredentials.load("BLOCK_NAME"), "P1")
+        ```
     """
     with xnat_client(credentials) as client:
         return [s.id for s in SessionService(client).list(project=project)]
@@ -92,6 +97,12 @@ def refresh_catalog_batch(
 
     Returns:
         ``succeeded`` IDs and ``failed`` ID -> reason.
+
+    Example:
+        ```python
+        refresh_catalog_batch(XNATCredentials.load("BLOCK_NAME"), "P1", 1,
+                              ["XNAT_E00001"], ["append"])
+        ```
     """
 
     def advance(current: int, total: int, experiment_id: str) -> None:

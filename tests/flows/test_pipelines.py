@@ -10,8 +10,8 @@ import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter
-from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.states import Cancelling, State
+from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.states import Cancelling
 from prefect.variables import Variable
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.flows import run_pipeline_and_wait

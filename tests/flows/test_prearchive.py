@@ -39,7 +39,7 @@ def _to_prearchive(lab: Any, name: str, subject: str, session: str, seed: int) -
         headers={"Content-Type": "application/zip"},
     )
     assert reply.status_code == 200, reply.text
-    rows = [r for r in lab.prearchive("P1") if r["name"] == session]
+    rows: list[dict[str, str]] = [r for r in lab.prearchive("P1") if r["name"] == session]
     assert len(rows) == 1
     return rows[0]
 

@@ -52,9 +52,11 @@ def test_watcher_emits_new_sessions_and_advances_the_watermark(
     assert baseline.baseline_only and baseline.events_emitted == 0
     name = watermark_variable(creds.server_key, "P1")
     assert baseline.variable == name
-    assert Variable.get(name)["ids"] == [old]  # type: ignore[index]
+    stored = Variable.get(name)
+    assert isinstance(stored, dict) and stored["ids"] == [old]
     new = [_session(lab, 2), _session(lab, 3)]
-    second = watch_archive(creds, "P1")
+    creds.save("xnat-flows-watch-test", overwrite=True)
+    second = watch_archive("xnat-flows-watch-test", "P1")  # a saved block, by name
     assert [s.experiment_id for s in second.new_sessions] == new
     assert second.events_emitted == 2 and second.watermark
     assert second.watermark >= (baseline.watermark or "")

@@ -1,9 +1,10 @@
-"""A loopback TCP proxy that aborts chosen connections: network faults for the DICOM path.
+"""A loopback TCP proxy that aborts chosen connections or throttles replies: network faults.
 
 The emulator's fault rules act on HTTP only; its C-STORE receiver has no fault injection. This
-proxy sits between a C-STORE sender and the receiver and cuts the connections it is told to
-(after a number of client bytes) with a TCP reset, which the sender sees as an aborted
-association, as when a firewall or a restarting receiver drops it mid-study.
+proxy sits between a sender and the receiver and cuts the connections it is told to (after a
+number of client bytes) with a TCP reset, which a C-STORE sender sees as an aborted association,
+as when a firewall or a restarting receiver drops it mid-study. It can also cap the bandwidth of
+replies (a slow link), so that a download is still streaming when its process is killed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -40,11 +42,21 @@ class AbortingProxy:
         upstream_port: Receiver port.
         cuts: Connection number (0-based, in accept order) -> client bytes after which that
             connection is reset (0: right after accepting).
+        down_bytes_per_second: Cap of the reply bandwidth of each connection (None: no cap);
+            may be changed while running.
     """
 
-    def __init__(self, upstream_host: str, upstream_port: int, cuts: dict[int, int]) -> None:
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        cuts: dict[int, int] | None = None,
+        *,
+        down_bytes_per_second: float | None = None,
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
-        self.cuts = dict(cuts)
+        self.cuts = dict(cuts or {})
+        self.down_bytes_per_second = down_bytes_per_second
         self.stats = ProxyStats()
         self._lock = threading.Lock()
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -117,9 +129,12 @@ class AbortingProxy:
     ) -> None:
         try:
             while not self._stop.is_set():
-                data = source.recv(65536)
+                rate = None if up else self.down_bytes_per_second
+                data = source.recv(65536 if rate is None else max(1024, int(rate / 20)))
                 if not data:
                     break
+                if rate is not None:
+                    time.sleep(len(data) / rate)
                 if up and budget[0] is not None:
                     if len(data) >= budget[0]:
                         sink.sendall(data[: budget[0]])

@@ -91,6 +91,18 @@ def md5_file(path: Path) -> str:
     return md5_bytes(path.read_bytes())
 
 
+def dataset_md5(data: bytes) -> str:
+    """MD5 of a Part-10 file's dataset, without its preamble and file meta group.
+
+    A C-STORE receiver writes its own file meta (implementation UID and name), so the archived
+    bytes of a C-STOREd file differ from the source there and only there.
+    """
+    if data[128:132] != b"DICM":
+        return md5_bytes(data)
+    group_length = int.from_bytes(data[140:144], "little")
+    return md5_bytes(data[144 + group_length :])
+
+
 def leftovers(root: Path) -> list[Path]:
     """Half-written files under ``root``: ``*.part`` and other temporary names."""
     if not root.exists():
@@ -111,6 +123,7 @@ class ArchivedSession:
     scans: dict[str, list[dict[str, str]]]
     sop_uids: list[str]
     digests: list[str]
+    dataset_digests: list[str]
 
     @property
     def file_count(self) -> int:
@@ -180,13 +193,15 @@ class Inspector:
         assert reply.status_code == 200, reply.text[:200]
         uids: list[str] = []
         digests: list[str] = []
+        datasets: list[str] = []
         with zipfile.ZipFile(io.BytesIO(reply.content)) as archive:
             for name in archive.namelist():
                 data = archive.read(name)
                 digests.append(md5_bytes(data))
+                datasets.append(dataset_md5(data))
                 dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
                 uids.append(str(dataset.SOPInstanceUID))
-        return ArchivedSession(experiment_id, label, scans, uids, digests)
+        return ArchivedSession(experiment_id, label, scans, uids, digests, datasets)
 
     def seed_archive(self, folder: Path, *, project: str, subject: str, session: str) -> str:
         """Put a study in the archive with one DICOM-zip import (no faults), return its ID."""

@@ -16,22 +16,26 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from xnat_prefect.blocks import DicomNode, XNATCredentials
+from xnat_prefect.flows.download import download_sessions
 from xnat_prefect.flows.ingest import ingest_dicom
-from xnat_prefect.flows.results import IngestResult
+from xnat_prefect.flows.results import DownloadSessionsResult, IngestResult
 
 from tests.reliability._proxy import AbortingProxy
 from tests.reliability._support import (
     FILES,
     QUIET_SECONDS,
     Inspector,
+    dataset_md5,
     fault_counts,
     inject_standard_faults,
+    leftovers,
     md5_file,
     record_figures,
 )
@@ -74,6 +78,7 @@ def test_ingest_under_faults_archives_every_file_exactly_once(
     lab.emulator.set_timing(rebuild_quiet_seconds=QUIET_SECONDS)
     folder, manifest = lab.study()
     local_md5 = Counter(md5_file(p) for p in manifest.files)
+    local_datasets = Counter(dataset_md5(p.read_bytes()) for p in manifest.files)
     lab.emulator.reset_metrics()
     inject_standard_faults(lab.emulator)
     options: dict[str, Any] = dict(WAIT)
@@ -93,7 +98,9 @@ def test_ingest_under_faults_archives_every_file_exactly_once(
             transport=transport,
             batches=4,
             max_workers=4,
-            verify_checksums=True,
+            # BUG-2: the flow's MD5 check cannot pass for C-STORE (the receiver writes its own
+            # file meta); the archived datasets are compared below instead
+            verify_checksums=transport != "cstore",
             return_state=True,
             **options,
         )
@@ -109,7 +116,8 @@ def test_ingest_under_faults_archives_every_file_exactly_once(
     # the flow's own verdict
     assert result.verified and result.experiment_id
     assert result.files_sent >= len(manifest.files)
-    assert all(s.ok and s.md5_checked and s.md5_mismatches == 0 for s in result.scans)
+    assert all(s.ok and s.md5_mismatches == 0 for s in result.scans)
+    assert all(s.md5_checked for s in result.scans) == (transport != "cstore")
     # judged independently: one session, nothing left behind, every file exactly once
     experiments = lab.experiments("P1")
     assert [e["ID"] for e in experiments] == [result.experiment_id]
@@ -120,7 +128,9 @@ def test_ingest_under_faults_archives_every_file_exactly_once(
     for number, uids in manifest.sop_uids.items():
         assert len(archived.scans[str(number)]) == len(uids)
     assert Counter(archived.sop_uids) == Counter(manifest.all_sop_uids)  # each exactly once
-    assert Counter(archived.digests) == local_md5
+    assert Counter(archived.dataset_digests) == local_datasets
+    if transport != "cstore":  # HTTP imports keep the bytes as sent
+        assert Counter(archived.digests) == local_md5
     # faults really happened, and what XNAT confirmed was sent once
     assert injected["total"] > 0
     accepted = metrics["statuses"].get(IMPORT_KEY, {}).get("200", 0)
@@ -179,3 +189,79 @@ def test_cstore_associations_reset_mid_batch_lose_nothing(
     assert result.verified and result.experiment_id
     archived = lab.archived(result.experiment_id)
     assert Counter(archived.sop_uids) == Counter(manifest.all_sop_uids)
+
+
+def downloaded_files(root: Path) -> list[Path]:
+    """Files a download left under ``root`` (the ledger database excluded)."""
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".xnat-transfers")
+    )
+
+
+@pytest.mark.slow
+def test_download_under_faults_every_file_verified(
+    prefect: None,
+    creds: XNATCredentials,
+    lab: Inspector,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="xnat_prefect")
+    lab.project("P1")
+    sessions: list[str] = []
+    local: Counter[str] = Counter()
+    half = max(4, FILES // 2)
+    for number in (1, 2):
+        folder, manifest = lab.study(
+            f"study{number}",
+            files=half,
+            subject=f"SUBJ0{number}",
+            session=f"SUBJ0{number}_MR1",
+            seed=number,
+        )
+        local.update(md5_file(p) for p in manifest.files)
+        sessions.append(
+            lab.seed_archive(
+                folder, project="P1", subject=f"SUBJ0{number}", session=f"SUBJ0{number}_MR1"
+            )
+        )
+    lab.emulator.reset_metrics()
+    inject_standard_faults(lab.emulator)
+    # beyond the profile: every scan zip of the second session is cut (so its files come one
+    # GET each, under the same faults), and 2 % of single-file bodies are cut halfway (resumed)
+    lab.emulator.add_fault(
+        rf"^GET /data/experiments/{sessions[1]}/scans/[0-9]+/files$", "truncate", truncate_at=4096
+    )
+    lab.emulator.add_fault(r"^GET /data/.*/resources/[^/]+/files/", "truncate", rate=0.02)
+    out = tmp_path / "out"
+    state = download_sessions(
+        creds, sessions, str(out), workers_per_session=4, max_workers=2, return_state=True
+    )
+    result = state.result()
+    assert isinstance(result, DownloadSessionsResult)
+    injected = fault_counts(lab.emulator)
+    metrics = lab.emulator.metrics()
+    lab.emulator.clear_faults()
+
+    assert result.verified and not result.failed
+    files = downloaded_files(out)
+    assert leftovers(out) == []
+    assert len(files) == sum(local.values())
+    assert Counter(md5_file(p) for p in files) == local
+    assert injected["total"] > 0
+    lost = sum(local.values()) - len(files)
+    single = {k: v for k, v in metrics["requests"].items() if "/files/" in k}
+    assert sum(single.values()) >= len(files) // 8  # the per-file path ran under faults
+    record_figures(
+        "download",
+        single_file_gets=sum(single.values()),
+        files=len(files),
+        bytes=sum(p.stat().st_size for p in files),
+        sessions=len(sessions),
+        faults=injected,
+        requests=sum(metrics["requests"].values()),
+        client_retries=retries_logged(caplog),
+        task_retries=task_retries(state.state_details.flow_run_id),
+        lost=lost,
+        duration_seconds=result.duration_seconds,
+    )

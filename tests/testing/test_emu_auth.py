@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import httpx
 
@@ -73,8 +74,6 @@ def test_expired_session_gets_401_and_relogin_works(xnat_emulator: XNATEmulator)
 
 
 def test_idle_timeout_expires_sessions(xnat_emulator: XNATEmulator) -> None:
-    import time
-
     xnat_emulator.set_timing(session_timeout_seconds=0.2)
     with httpx.Client(base_url=xnat_emulator.url) as client:
         client.post("/data/JSESSION", auth=("admin", "admin"))
@@ -127,3 +126,107 @@ def test_basic_header_password_never_echoed(xnat_emulator: XNATEmulator) -> None
     )
     assert reply.status_code == 401
     assert secret not in reply.text and header not in reply.text
+
+
+def test_alias_token_guest_and_ownership_rules(xnat_emulator: XNATEmulator) -> None:
+    url = xnat_emulator.url
+    xnat_emulator.add_user("bob", "pw")
+    anonymous = httpx.get(f"{url}/data/services/tokens/issue")  # not an open URL: 401 first
+    assert anonymous.status_code == 401 and "www-authenticate" in anonymous.headers
+    browser = httpx.get(f"{url}/data/services/tokens/issue", headers={"User-Agent": "Mozilla/5.0"})
+    assert browser.status_code == 302 and browser.headers["location"] == "/app/template/Login.vm"
+    with httpx.Client(base_url=url) as guest_session:
+        guest_session.post("/data/JSESSION")  # an anonymous session is no login either
+        assert guest_session.get("/data/services/tokens/issue").status_code == 401
+    admin, bob = ("admin", "admin"), ("bob", "pw")
+    for_guest = httpx.get(f"{url}/data/services/tokens/issue/user/guest", auth=admin)
+    assert for_guest.status_code == 403 and "The guest user can" in for_guest.text
+    xnat_emulator.add_user("guest", "guest")  # an account literally named guest
+    as_guest = httpx.get(f"{url}/data/services/tokens/issue", auth=("guest", "guest"))
+    assert as_guest.status_code == 403 and "guest user" in as_guest.text
+    own = httpx.get(f"{url}/data/services/tokens/issue/user/bob", auth=bob)
+    assert own.status_code == 200 and own.json()["xdatUserId"] == "bob"
+    other = httpx.get(f"{url}/data/services/tokens/issue/user/admin", auth=bob)
+    assert other.status_code == 403 and "their own account" in other.text
+    token = httpx.get(f"{url}/data/services/tokens/issue", auth=admin).json()
+    check = f"{url}/data/services/tokens/validate/{token['alias']}/{token['secret']}"
+    assert httpx.get(check, auth=bob).status_code == 403
+    assert httpx.get(check, auth=admin).json() == {"valid": "admin"}
+    unknown = httpx.get(f"{url}/data/services/tokens/issue/user/nobody", auth=admin)
+    assert unknown.status_code == 400 and "nobody" in unknown.text
+
+
+def test_login_page_is_served(xnat_emulator: XNATEmulator) -> None:
+    browser = {"User-Agent": "Mozilla/5.0 (X11)"}
+    with httpx.Client(base_url=xnat_emulator.url, headers=browser, follow_redirects=True) as c:
+        page = c.get("/data/projects")
+        assert page.status_code == 200 and page.url.path == "/app/template/Login.vm"
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<form id="login_form"' in page.text and 'name="password"' in page.text
+    assert httpx.head(f"{xnat_emulator.url}/app/template/Login.vm").status_code == 200
+
+
+def _site_config(emu: XNATEmulator, **values: object) -> None:
+    reply = httpx.post(f"{emu.url}/xapi/siteConfig", json=values, auth=("admin", "admin"))
+    assert reply.status_code == 200, reply.text
+
+
+def test_max_failed_logins_lock_the_account(xnat_emulator: XNATEmulator) -> None:
+    url = xnat_emulator.url
+    xnat_emulator.add_user("bob", "pw")
+    _site_config(xnat_emulator, maxFailedLogins=3)
+
+    def who(password: str) -> int:
+        return httpx.get(f"{url}/xapi/users/username", auth=("bob", password)).status_code
+
+    assert [who("bad"), who("bad"), who("pw")] == [401, 401, 200]  # success clears the count
+    assert [who("bad"), who("bad"), who("bad")] == [401, 401, 401]
+    assert who("pw") == 401  # locked: even the right password is refused
+    login = httpx.post(f"{url}/data/JSESSION", auth=("bob", "pw"))
+    assert login.status_code == 401
+    form = httpx.put(f"{url}/data/services/auth", data={"username": "bob", "password": "pw"})
+    assert form.status_code == 401
+    state = xnat_emulator.state
+    assert state is not None and state.is_locked("bob")
+    unlock = httpx.put(f"{url}/xapi/users/bob/enabled/true", auth=("admin", "admin"))
+    assert unlock.status_code == 200 and who("pw") == 200  # an admin re-enabled the account
+    _site_config(xnat_emulator, maxFailedLoginsLockoutDuration="1 second")
+    assert [who("bad") for _ in range(3)] == [401, 401, 401] and who("pw") == 401
+    time.sleep(1.1)
+    assert who("pw") == 200  # the lockout timed out
+
+
+def test_concurrent_max_sessions_prevent_login(xnat_emulator: XNATEmulator) -> None:
+    url = xnat_emulator.url
+    _site_config(xnat_emulator, concurrentMaxSessions=2)
+    xnat_emulator.expire_sessions()  # the config call's own Basic login held a session
+    with httpx.Client(base_url=url, auth=("admin", "admin")) as keeper:
+        xnat_emulator.reset_metrics()
+        for _ in range(5):  # Basic with this user's valid cookie: no new session (Spring)
+            assert keeper.get("/xapi/users/username").status_code == 200
+        assert xnat_emulator.metrics()["logins"] == 1
+        fresh = httpx.get(f"{url}/xapi/users/username", auth=("admin", "admin"))
+        assert fresh.status_code == 200  # the second session
+        refused = httpx.get(f"{url}/xapi/users/username", auth=("admin", "admin"))
+        assert refused.status_code == 401  # "max sessions prevents login"
+        assert httpx.post(f"{url}/data/JSESSION", auth=("admin", "admin")).status_code == 401
+        form = {"username": "admin", "password": "admin"}
+        assert httpx.put(f"{url}/data/services/auth", data=form).status_code == 401
+        assert keeper.get("/xapi/users/username").status_code == 200  # held sessions still work
+        assert keeper.delete("/data/JSESSION").status_code == 200  # free one
+        again = httpx.get(f"{url}/xapi/users/username", auth=("admin", "admin"))
+        assert again.status_code == 200
+
+
+def test_idle_sessions_are_swept_from_memory(xnat_emulator: XNATEmulator) -> None:
+    state = xnat_emulator.state
+    assert state is not None
+    xnat_emulator.set_timing(session_timeout_seconds=1.5)
+    for _ in range(20):
+        reply = httpx.get(f"{xnat_emulator.url}/data/auth", auth=("admin", "admin"))
+        assert reply.status_code == 200
+    assert state.session_count >= 20
+    deadline = time.monotonic() + 5
+    while state.session_count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state.session_count == 0  # the sweeper's tick dropped them without any request

@@ -143,8 +143,11 @@ def test_enablement_site_and_project(xnat_emulator: XNATEmulator) -> None:
         failure = admin.post(f"{project}/root/session/launch", json={"session": experiment})
         assert failure.status_code == 500 and failure.json()["status"] == "failure"
         assert "not enabled" in failure.json()["message"]
-        failed_wf = admin.get("/data/services/workflows/dcm2niix-session").json()
-        assert failed_wf["ResultSet"]["Result"][0]["status"] == "Failed (Staging)"
+        failed_wf = admin.get(
+            "/data/services/workflows/dcm2niix-session",
+            params={"experiment": experiment, "format": "json"},
+        ).json()
+        assert failed_wf["items"][0]["data_fields"]["status"] == "Failed (Staging)"
         assert admin.put(f"{site}/enabled").status_code == 200
         assert admin.get(f"{site}/enabled").json() is True
         report = admin.get(f"{project}/enabled").json()

@@ -52,9 +52,13 @@ def _seed(emu: XNATEmulator, **pipeline: Any) -> None:
 
 
 def _workflow(client: httpx.Client, pipeline: str = "DicomToNifti") -> dict[str, Any]:
-    rows = client.get(f"/data/services/workflows/{pipeline}").json()["ResultSet"]["Result"]
-    assert rows, f"no workflow for {pipeline}"
-    wf_id = rows[0]["wrk_workflowData_id"]
+    """The experiment's latest run of a pipeline, polled through its own document."""
+    latest = client.get(
+        f"/data/services/workflows/{pipeline}",
+        params={"experiment": "E1", "project": "P1", "format": "json"},
+    )
+    assert latest.status_code == 200, f"no workflow for {pipeline}"
+    wf_id = latest.json()["items"][0]["data_fields"]["wrk_workflowData_id"]
     doc = client.get(f"/data/workflows/{wf_id}", params={"format": "json"}).json()
     fields: dict[str, Any] = doc["items"][0]["data_fields"]
     return fields
@@ -149,9 +153,11 @@ def test_completion_after_n_polls(xnat_emulator: XNATEmulator) -> None:
         _experiment(xnat_emulator, admin)
         _seed(xnat_emulator)
         _launch(admin)
-        wf_id = admin.get("/data/services/workflows/DicomToNifti").json()["ResultSet"]["Result"][0][
-            "wrk_workflowData_id"
-        ]
+        listed = admin.get(
+            "/data/services/workflows/DicomToNifti",
+            params={"experiment": "E1", "project": "P1", "display": "ALL", "format": "json"},
+        )
+        wf_id = listed.json()["ResultSet"]["Result"][0]["wrk_workflowData_id"]
 
         def poll() -> str:
             doc = admin.get(f"/data/workflows/{wf_id}", params={"format": "json"}).json()
@@ -172,9 +178,17 @@ def test_launch_errors(xnat_emulator: XNATEmulator) -> None:
             == 400
         )
         assert _launch(admin, exp="NOPE").status_code == 400
-        unknown_step = _launch(admin, step="Nope")
-        assert unknown_step.status_code == 400 and "Nope" in unknown_step.text
+        unknown_step = _launch(admin, step="Nope")  # XNAT only logs the failed launch
+        assert unknown_step.status_code == 200 and unknown_step.text == ""
+        state = xnat_emulator.state
+        assert state is not None
+        assert state.store.query("SELECT * FROM workflows") == []  # nothing runs
         assert _launch(carl).status_code == 403
+        assert _launch(carl, step="triggerPipelines").status_code == 200  # silently skipped
+        assert _launch(carl, step="fixScanTypes").status_code == 403
+        assert state.store.query("SELECT * FROM workflows") == []
         inline = _launch(admin, step="triggerPipelines")
         assert inline.status_code == 200
-        assert _workflow(admin, "Triggered pipelines")["status"] == "Complete"
+        assert _workflow(admin, "Triggered Pipelines")["status"] == "Complete"
+        _launch(admin, step="pullDataFromHeaders")
+        assert _workflow(admin, "Pulled Data from DICOM")["status"] == "Complete"

@@ -422,3 +422,16 @@ def test_unsafe_zip_entries_are_refused(
         not (tmp_path / "escaped.txt").exists() and not (tmp_path / "deep" / "escaped.txt").exists()
     )
     assert [p.name for p in out.iterdir()] == ["scans.zip"]  # nothing extracted, zip kept
+
+
+def test_download_scan_without_a_resource_filter_uses_the_scan_zip(
+    xnat_emulator: XNATEmulator, downloads: DownloadService, archived: Archived, tmp_path: Path
+) -> None:
+    xnat_emulator.reset_metrics()
+    summary = downloads.download_scan(archived.experiment_id, "1", tmp_path / "out")
+    assert summary.success and summary.downloaded == 3
+    requests = xnat_emulator.metrics()["requests"]
+    assert requests["GET /data/experiments/{experiment}/scans/{scan}/files"] == 1 + 1  # list, zip
+    assert not any(k.startswith("GET") and "/files/{path" in k for k in requests)
+    again = downloads.download_scan(archived.experiment_id, "1", tmp_path / "out")
+    assert (again.downloaded, again.skipped) == (0, 3)

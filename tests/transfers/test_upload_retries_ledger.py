@@ -242,3 +242,56 @@ def test_archive_destination_params_and_batching(tmp_path: Path) -> None:
     assert collect_dicom_files(tmp_path / "s", include_extensionless=False) == []
     with pytest.raises(ValueError):
         collect_dicom_files(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("method", ["gradual", "tar"])
+def test_an_expired_session_mid_upload_is_renewed_and_the_body_resent(
+    xnat_emulator: XNATEmulator, rest: Any, uploads: UploadService, tmp_path: Path, method: str
+) -> None:
+    """Streamed bodies (open file, generated tar) are rewindable: re-login, then resend."""
+    rest.project("P1")
+    generate_study(tmp_path / "src", project="P1", series=1, instances_per_series=4)
+    xnat_emulator.add_fault(ROUTE, "expire_session", times=1)
+    if method == "gradual":
+        summary = uploads.upload_dicom_gradual(tmp_path / "src", "P1", "S1", "E1", workers=1)
+    else:
+        summary = uploads.upload_dicom_parallel(
+            tmp_path / "src", "P1", "S1", "E1", upload_workers=1
+        )
+    assert summary.success and summary.uploaded == 4
+    metrics = xnat_emulator.metrics()
+    assert metrics["faults"] == {"expire_session": 1}
+    assert metrics["statuses"][IMPORT].get("401") == 1
+
+
+def test_a_broken_progress_callback_does_not_break_the_upload(
+    rest: Any, uploads: UploadService, tmp_path: Path
+) -> None:
+    rest.project("P1")
+    generate_study(tmp_path / "src", project="P1", series=1, instances_per_series=3)
+
+    def broken(progress: Any) -> None:
+        raise RuntimeError("callback bug")
+
+    summary = uploads.upload_dicom_gradual(
+        tmp_path / "src", "P1", "S1", "E1", progress_callback=broken
+    )
+    assert summary.success and summary.uploaded == 3
+
+
+def test_a_zip_source_is_not_resent_by_upload_dicom(
+    xnat_emulator: XNATEmulator, rest: Any, uploads: UploadService, tmp_path: Path
+) -> None:
+    import zipfile
+
+    rest.project("P1")
+    study = generate_study(tmp_path / "src", project="P1", series=1, instances_per_series=3)
+    archive = tmp_path / "s.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in study.files:
+            zf.write(path, path.name)
+    assert uploads.upload_dicom("P1", "S1", "E1", archive).uploaded == 3
+    xnat_emulator.reset_metrics()
+    again = uploads.upload_dicom("P1", "S1", "E1", archive)
+    assert (again.total_files, again.uploaded, again.skipped) == (3, 0, 3)
+    assert xnat_emulator.metrics()["bytes_in"].get(IMPORT, 0) == 0

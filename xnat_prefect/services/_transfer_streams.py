@@ -182,6 +182,7 @@ class TarStream:
         self._position = 0
         self._chunks: Iterator[bytes] = self._generate()
         self._buffer = b""
+        self._offset = 0
         self.md5s = {}
 
     def _generate(self) -> Iterator[bytes]:
@@ -214,12 +215,14 @@ class TarStream:
         Returns:
             The bytes (``b""`` at the end).
         """
-        if not self._buffer:
-            self._buffer = next(self._chunks, b"")
-        if size < 0 or size >= len(self._buffer):
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        if self._offset >= len(self._buffer):
+            self._buffer, self._offset = next(self._chunks, b""), 0
+        if self._offset == 0 and (size < 0 or size >= len(self._buffer)):
+            data = self._buffer  # the whole chunk: no copy
+        else:  # a slice of the chunk: copies only what is returned
+            end = len(self._buffer) if size < 0 else self._offset + size
+            data = self._buffer[self._offset : end]
+        self._offset += len(data)
         self._position += len(data)
         if data and self._on_bytes is not None:
             self._on_bytes(len(data))

@@ -28,7 +28,8 @@ from starlette.types import Message, Receive, Scope, Send
 from xnat_prefect.testing import wire
 from xnat_prefect.testing.faults import FaultRule
 from xnat_prefect.testing.http import EmuRequest, HTTPError, Route
-from xnat_prefect.testing.state import EmulatorState, SessionLimitError, User
+from xnat_prefect.testing.sessions import SessionLimitError
+from xnat_prefect.testing.state import EmulatorState, User
 
 LOG = logging.getLogger(__name__)
 BROWSER_AGENT = re.compile(r"MSIE|Mozilla|AppleWebKit|Opera")

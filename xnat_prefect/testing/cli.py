@@ -29,13 +29,74 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=None, help="persist state here (default: a temp dir)")
     serve.add_argument("--admin-user", default="admin")
     serve.add_argument("--admin-password", default="admin")
+    serve.add_argument("--site-id", default="XNAT", help="site ID (accession number prefix)")
     serve.add_argument(
+        "--seed", type=int, default=0, help="seed of the fault-injection random draws"
+    )
+    timing = serve.add_argument_group("timings (see Timing; change later: PUT /emulator/timing)")
+    timing.add_argument(
         "--rebuild-quiet-seconds",
         type=float,
         default=Timing.rebuild_quiet_seconds,
         help="quiet time before a received session is built (XNAT: 5 minutes)",
     )
+    timing.add_argument(
+        "--archive-delay-seconds",
+        type=float,
+        default=Timing.archive_delay_seconds,
+        help="extra delay before a READY auto-archive session is archived",
+    )
+    timing.add_argument(
+        "--sweep-interval-seconds",
+        type=_positive,
+        default=Timing.sweep_interval_seconds,
+        help="how often background work runs (XNAT: 60 s)",
+    )
+    timing.add_argument(
+        "--session-timeout-seconds",
+        type=_positive,
+        default=None,
+        help="idle lifetime of HTTP sessions (default: site preference sessionTimeout, 15 min)",
+    )
+    timing.add_argument(
+        "--job-run-seconds",
+        type=float,
+        default=Timing.job_run_seconds,
+        help="how long a pipeline/container run stays Running",
+    )
+    timing.add_argument(
+        "--job-polls",
+        type=int,
+        default=None,
+        help="finish runs after this many status reads instead of after a time",
+    )
     return parser
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def timing_from(args: argparse.Namespace) -> Timing:
+    """The :class:`Timing` the parsed options ask for.
+
+    Args:
+        args: Parsed ``serve`` options.
+
+    Returns:
+        The timing.
+    """
+    return Timing(
+        rebuild_quiet_seconds=args.rebuild_quiet_seconds,
+        archive_delay_seconds=args.archive_delay_seconds,
+        sweep_interval_seconds=args.sweep_interval_seconds,
+        session_timeout_seconds=args.session_timeout_seconds,
+        job_run_seconds=args.job_run_seconds,
+        job_polls=args.job_polls,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         enable_dicom=not args.no_dicom,
         admin_user=args.admin_user,
         admin_password=args.admin_password,
-        timing=Timing(rebuild_quiet_seconds=args.rebuild_quiet_seconds),
+        site_id=args.site_id,
+        timing=timing_from(args),
+        seed=args.seed,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -13,6 +13,11 @@ from typing import Any
 
 from xnat_prefect.testing.faults import FaultRegistry
 from xnat_prefect.testing.metrics import Metrics
+from xnat_prefect.testing.sessions import (
+    FailedLogins,
+    SessionRegistry,
+    interval_seconds,
+)
 from xnat_prefect.testing.store import Store, now_text
 
 SITE_CONFIG_DEFAULTS: dict[str, Any] = {
@@ -34,6 +39,7 @@ SITE_CONFIG_DEFAULTS: dict[str, Any] = {
     "preventCrossModalityMerge": True,
     "concurrentMaxSessions": 1000,
     "maxFailedLogins": 20,
+    "maxFailedLoginsLockoutDuration": "1 hour",
     "securityAllowNonPrivateProjects": True,
     "uiDefaultCompressedUploaderImporter": "DICOM-zip",
     "adminEmail": "admin@localhost",
@@ -93,16 +99,6 @@ class User:
 
 
 @dataclass
-class HttpSession:
-    """A server-side JSESSION."""
-
-    session_id: str
-    login: str
-    created: float
-    last_access: float
-
-
-@dataclass
 class EmulatorConfig:
     """Static settings of one emulator instance."""
 
@@ -141,8 +137,8 @@ class EmulatorState:
         self.url = ""
         self.dicom_port = 0
         self.extras: dict[str, Any] = {}
-        self._sessions: dict[str, HttpSession] = {}
-        self._sessions_lock = threading.Lock()
+        self.sessions = SessionRegistry()
+        self.failed_logins = FailedLogins(self.store)
         self._ticks = ticks
         self._tick_lock = threading.Lock()
         self._pending = False
@@ -225,23 +221,66 @@ class EmulatorState:
     def check_password(self, login: str, password: str) -> User | None:
         """Validate credentials: a login and password, or an alias token and its secret.
 
+        Enforces ``maxFailedLogins`` (site preference, default 20; 0 = off): each wrong
+        password of a known login counts; at the limit the account is locked (even the right
+        password is refused) until ``maxFailedLoginsLockoutDuration`` (default ``1 hour``)
+        passes or an administrator re-enables the user (:meth:`clear_failed_logins`). A
+        successful login clears the count.
+
         Args:
             login: Username or token alias.
             password: Password or token secret.
 
         Returns:
-            The user, or None when the credentials are wrong.
+            The user, or None when the credentials are wrong or the account is locked.
         """
         login = login.split("/", 1)[-1]  # "provider/user" picks an auth provider in XNAT
         row = self.store.one("SELECT password FROM users WHERE login=? AND enabled=1", (login,))
-        if row is not None and secrets.compare_digest(str(row["password"]), password):
-            return self.get_user(login)
+        if row is not None:
+            if self.is_locked(login):
+                return None
+            if secrets.compare_digest(str(row["password"]), password):
+                self.clear_failed_logins(login)
+                return self.get_user(login)
         token = self.store.one("SELECT * FROM alias_tokens WHERE alias=? AND enabled=1", (login,))
         if token is None or not secrets.compare_digest(str(token["secret"]), password):
+            if row is not None:
+                self._record_failed_login(login)
             return None
         if token["expires"] and token["expires"] < time.time() * 1000:
             return None
+        if self.is_locked(str(token["login"])):
+            return None
         return self.get_user(token["login"])
+
+    def _int_preference(self, key: str) -> int:
+        try:
+            return int(self.site_config(key) or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    def _record_failed_login(self, login: str) -> None:
+        self.failed_logins.record(login, self._int_preference("maxFailedLogins"))
+
+    def is_locked(self, login: str) -> bool:
+        """Whether too many failed logins locked an account (a passed lockout clears it).
+
+        Args:
+            login: Username.
+
+        Returns:
+            True while the account is locked.
+        """
+        duration = interval_seconds(self.site_config("maxFailedLoginsLockoutDuration"), 3600.0)
+        return self.failed_logins.locked(login, self._int_preference("maxFailedLogins"), duration)
+
+    def clear_failed_logins(self, login: str) -> None:
+        """Forget a user's failed logins (success, lockout expiry, admin re-enable).
+
+        Args:
+            login: Username.
+        """
+        self.failed_logins.clear(login)
 
     def create_session(self, login: str, *, anonymous: bool = False) -> str:
         """Open a new JSESSION for a user.
@@ -252,16 +291,35 @@ class EmulatorState:
 
         Returns:
             The session id (32 upper-case hex characters, as Tomcat prints them).
+
+        Raises:
+            SessionLimitError: The user already has ``concurrentMaxSessions`` live sessions
+                (site preference, default 1000; 0 or less = unlimited): "max sessions prevents
+                login".
         """
-        session_id = secrets.token_hex(16).upper()
-        now = time.monotonic()
-        with self._sessions_lock:
-            self._sessions[session_id] = HttpSession(session_id, login, now, now)
+        limit = 0 if anonymous else self._int_preference("concurrentMaxSessions")
+        session_id = self.sessions.create(login, limit=limit, timeout=self.session_timeout())
         if anonymous:
             return session_id
         self.metrics.count_login()
         self.store.execute("UPDATE users SET last_login=? WHERE login=?", (now_text(), login))
         return session_id
+
+    def sweep_sessions(self, *, force: bool = False) -> int:
+        """Drop sessions idle longer than the timeout (at most once a second unless forced).
+
+        Args:
+            force: Sweep now.
+
+        Returns:
+            How many sessions were dropped.
+        """
+        return self.sessions.sweep(self.session_timeout(), force=force)
+
+    @property
+    def session_count(self) -> int:
+        """How many server sessions are held in memory (live or not yet swept)."""
+        return len(self.sessions)
 
     def session_timeout(self) -> float:
         """Idle lifetime of a session in seconds.
@@ -270,16 +328,11 @@ class EmulatorState:
             The timing override, else the site config's ``sessionTimeout``.
         """
         if self.timing.session_timeout_seconds is not None:
-            return self.timing.session_timeout_seconds
-        text = str(self.site_config("sessionTimeout")).split()
-        try:
-            amount = float(text[0])
-        except (IndexError, ValueError):
-            return 900.0
-        unit = text[1] if len(text) > 1 else "minutes"
-        return amount * {"second": 1, "minute": 60, "hour": 3600, "day": 86400}.get(
-            unit.rstrip("s"), 60
-        )
+            return float(self.timing.session_timeout_seconds)
+        text = str(self.site_config("sessionTimeout"))
+        if len(text.split()) == 1:
+            text += " minutes"  # a bare number of the preference means minutes
+        return interval_seconds(text, 900.0)
 
     def session_user(self, session_id: str) -> User | None:
         """Resolve a JSESSIONID, touching it (sliding idle expiry).
@@ -290,17 +343,8 @@ class EmulatorState:
         Returns:
             Its user, or None when unknown, invalidated or expired.
         """
-        now = time.monotonic()
-        with self._sessions_lock:
-            session = self._sessions.get(session_id)
-            if session is None:
-                return None
-            if now - session.last_access > self.session_timeout():
-                del self._sessions[session_id]
-                return None
-            session.last_access = now
-            login = session.login
-        return self.get_user(login)
+        login = self.sessions.touch(session_id, self.session_timeout())
+        return None if login is None else self.get_user(login)
 
     def invalidate_session(self, session_id: str) -> None:
         """Log a session out.
@@ -308,8 +352,7 @@ class EmulatorState:
         Args:
             session_id: The cookie value.
         """
-        with self._sessions_lock:
-            self._sessions.pop(session_id, None)
+        self.sessions.drop(session_id)
 
     def expire_sessions(self, login: str | None = None) -> list[str]:
         """Invalidate every session (or one user's), as an idle timeout would.
@@ -320,11 +363,7 @@ class EmulatorState:
         Returns:
             The ids of the sessions killed.
         """
-        with self._sessions_lock:
-            doomed = [s for s, v in self._sessions.items() if login is None or v.login == login]
-            for session_id in doomed:
-                del self._sessions[session_id]
-        return doomed
+        return self.sessions.expire(login)
 
     def active_sessions(self, login: str | None = None) -> dict[str, list[str]]:
         """Live (not idle-expired) session ids per user, as ``/xapi/users/active`` lists them.
@@ -335,16 +374,7 @@ class EmulatorState:
         Returns:
             ``{login: [session ids]}`` (users without live sessions are absent).
         """
-        now = time.monotonic()
-        timeout = self.session_timeout()
-        found: dict[str, list[str]] = {}
-        with self._sessions_lock:
-            for session_id, session in self._sessions.items():
-                if login is not None and session.login != login:
-                    continue
-                if now - session.last_access <= timeout:
-                    found.setdefault(session.login, []).append(session_id)
-        return found
+        return self.sessions.active(self.session_timeout(), login)
 
     # ----------------------------------------------------------------- projects and roles
 

@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS users (
     last_login TEXT NOT NULL DEFAULT '',
     created TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS user_auth (
+    login TEXT PRIMARY KEY,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    lockout_time REAL
+);
 CREATE TABLE IF NOT EXISTS alias_tokens (
     alias TEXT PRIMARY KEY,
     secret TEXT NOT NULL,

@@ -5,6 +5,8 @@ added to the open session of its study in that project (created when needed: tim
 ``YYYYMMDD_HHMMSSmmm``, session folder = session label) and moved into
 ``SCANS/{scan}/DICOM/{study}-{series}-{instance}-{hash}.dcm``. The same SOP Instance UID
 twice replaces the earlier file. Lookup, insert and the file move run under the store lock.
+When site or project anonymization is enabled the file is rewritten first (:mod:`_anon`);
+routing uses the headers as received, as XNAT identifies a file before anonymizing it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from xnat_prefect.testing.dicom_headers import (
     scan_id_for,
     xsi_types_for_modality,
 )
+from xnat_prefect.testing.routes._anon import anonymize, scripts_for
 from xnat_prefect.testing.routes._prearc import (
     DIRECT,
     LOCKED_STATUSES,
@@ -197,6 +200,17 @@ def receive_file(
             state, header, project, routing.subject, routing.session, aa, options, direct=direct
         )
         folder = session_dir(state, row)
+        scripts = scripts_for(state, project, prevent_anon=_truthy(options.prevent_anon))
+        if scripts:
+            variables = {
+                "project": project,
+                "subject": str(row["subject"]),
+                "session": str(row["name"]),
+                "modality": header.modality,
+            }
+            for note in anonymize(path, scripts, variables):
+                add_log(state, row["id"], note)
+            digest = md5_file(path)
         old = store.one(
             "SELECT name FROM prearc_files WHERE session_id=? AND sop_uid=?",
             (row["id"], header.sop_instance_uid),
@@ -231,6 +245,10 @@ def receive_file(
             (time.time(), now_text(), row["id"]),
         )
         return key_of(row)
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
 
 
 def _find_or_create(

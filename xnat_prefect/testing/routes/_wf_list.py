@@ -280,7 +280,7 @@ def _for_experiment(req: EmuRequest, pipeline: str | None, experiment: Row) -> R
 def _site_table(req: EmuRequest, pipeline: str | None) -> Response:
     query = req.query
     status = query.get("status")
-    title = f"All {status} workflows"
+    title = f"All {status if status is not None else 'null'} workflows"  # Java's "All " + null
     if _param_filters(req):
         return table_response(req, [], (*SITE_COLUMNS, "name", "parameter"), title)
     if query.get("columns") is not None:

@@ -19,11 +19,14 @@ from starlette.responses import Response
 
 from xnat_prefect.testing import wire
 from xnat_prefect.testing.http import EmuRequest, HTTPError, route
+from xnat_prefect.testing.sessions import SessionLimitError
 from xnat_prefect.testing.state import EmulatorState
 
 GUEST = "guest"
 NOT_FOR_GUEST = "The guest user can't request alias tokens"
-OWN_TOKENS_ONLY = "Non-admin users can only request operations on alias tokens for their own account"
+OWN_TOKENS_ONLY = (
+    "Non-admin users can only request operations on alias tokens for their own account"
+)
 LOGIN_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>XNAT Login</title></head>
 <body><h1>XNAT</h1>
@@ -84,7 +87,11 @@ def services_auth(req: EmuRequest) -> Response:
     user = req.state.check_password(login_name, password)
     if user is None:
         raise HTTPError(401, "Authentication failed.")
-    return _session_reply(req, req.state.create_session(user.login))
+    try:
+        session_id = req.state.create_session(user.login)
+    except SessionLimitError as exc:
+        raise HTTPError(401, str(exc)) from exc
+    return _session_reply(req, session_id)
 
 
 @route("GET", "/data/auth")

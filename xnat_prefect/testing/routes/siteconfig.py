@@ -13,7 +13,9 @@
   site-wide DicomEdit script lives in the site preferences ``sitewideAnonymizationScript`` /
   ``enableSitewideAnonymizationScript``; project scripts in ``anon_projects``. A project with no
   script, or a disabled one, answers 204; unknown projects answer 500 (as XNAT does).
-  :func:`anonymization_script` gives other modules the effective script for a project.
+  :func:`anonymization_script` gives other modules the effective script for a project. The
+  site script is DISABLED by default here (XNAT enables it); enabled scripts are applied to
+  received DICOM by :mod:`_anon` (a DicomEdit subset).
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ EXTRA_DEFAULTS: dict[str, Any] = {
     "siteHome": "/app/template/Index.vm",
     "siteLogoPath": "/images/logo.png",
     "sitewideAnonymizationScript": DEFAULT_SCRIPT,
-    "enableSitewideAnonymizationScript": True,
+    # XNAT ships this enabled; the emulator does not, so uploaded DICOM stays byte-identical
+    # unless a test turns anonymization on (it is then applied on receipt, see _anon).
+    "enableSitewideAnonymizationScript": False,
 }
 SITE_SCRIPT = "sitewideAnonymizationScript"
 SITE_SCRIPT_ENABLED = "enableSitewideAnonymizationScript"

@@ -379,6 +379,8 @@ def set_flag(req: EmuRequest) -> Response:
     _row_or_404(req, login)
     value = _flag(req.params["flag"])
     req.state.store.execute(f"UPDATE users SET {field}=? WHERE login=?", (int(value), login))
+    if field == "enabled" and value:
+        req.state.clear_failed_logins(login)  # an admin re-enabling unlocks the account
     return wire.text_response("")
 
 
