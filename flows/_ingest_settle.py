@@ -314,10 +314,14 @@ class SessionSettler:
                     )
                     self._archive(row, "append")
                     return None
+                fix = (
+                    "ingest with overwrite='append' or 'delete' to merge or replace it"
+                    if opts.overwrite == "none"
+                    else f"archive=False: archive it with overwrite={opts.overwrite!r} in XNAT"
+                )
                 raise ArchiveFailed(
                     f"prearchive session {row.src} is CONFLICT: a session with this label "
-                    f"already exists in project {row.project}; ingest with overwrite='append' "
-                    "or 'delete' to merge or replace it",
+                    f"already exists in project {row.project}; {fix}",
                     target=row.src,
                     status=status,
                 )

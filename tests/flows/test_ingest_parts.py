@@ -36,7 +36,10 @@ def test_archived_scan_listing_no_files_is_session_not_settled(lab: Any) -> None
         params={"xsiType": "xnat:mrSessionData", "xnat:mrSessionData/UID": "1.2.3.4"},
     )
     experiment = reply.text.strip()
-    assert lab.rest.put(f"/data/experiments/{experiment}/scans/1").status_code == 200
+    scan = lab.rest.put(
+        f"/data/experiments/{experiment}/scans/1", params={"xsiType": "xnat:mrScanData"}
+    )
+    assert scan.is_success, scan.text
     assert lab.rest.put(f"/data/experiments/{experiment}/scans/1/resources/DICOM").is_success
     options = SettleOptions(
         study_uid="1.2.3.4",
