@@ -28,9 +28,9 @@ from prefect.events import emit_event
 from prefect.futures import PrefectFuture
 from prefect.logging.loggers import LoggingAdapter
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
-from xnat_prefect.blocks import DicomNode, XNATCredentials
 
 from xnat_prefect._redact import install_redaction
+from xnat_prefect.blocks import DicomNode, XNATCredentials
 from xnat_prefect.errors import InvalidInputError
 
 __all__ = [

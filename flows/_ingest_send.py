@@ -25,14 +25,14 @@ from typing import Any, Literal
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
-from xnat_prefect.blocks import XNATCredentials
-from xnat_prefect.flows._common import ProgressReporter, run_logger
-from xnat_prefect.flows._ingest_source import Batch
-from xnat_prefect.flows.results import BatchReport, Transport
 
+from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.dicom.archives import build_archive
 from xnat_prefect.dicom.store_scu import DicomNetworkError, StoreResult, send_files
 from xnat_prefect.errors import TransferError, is_transient
+from xnat_prefect.flows._common import ProgressReporter, run_logger
+from xnat_prefect.flows._ingest_source import Batch
+from xnat_prefect.flows.results import BatchReport, Transport
 from xnat_prefect.models.transfer import UploadProgress, UploadSummary
 from xnat_prefect.services.uploads import UploadService
 from xnat_prefect.tasks._common import xnat_client

@@ -24,8 +24,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from xnat_prefect.flows._common import RunLogger
-
 from xnat_prefect.client import XNATClient
 from xnat_prefect.errors import (
     ArchiveFailed,
@@ -34,6 +32,7 @@ from xnat_prefect.errors import (
     XNATError,
     is_transient,
 )
+from xnat_prefect.flows._common import RunLogger
 from xnat_prefect.models.prearchive import PrearchiveSession
 from xnat_prefect.services import ProjectService, ResourceService, ScanService, SessionService
 from xnat_prefect.services.prearchive import PrearchiveService

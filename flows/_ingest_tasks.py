@@ -10,13 +10,13 @@ from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+
 from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.errors import ArchiveFailed, ResourceNotFoundError
 from xnat_prefect.flows._common import run_logger
 from xnat_prefect.flows._ingest_settle import SessionSettler, SettledSession, SettleOptions
 from xnat_prefect.flows._ingest_source import SourceManifest, read_source
 from xnat_prefect.flows._ingest_verify import VerifyReport, verify_archive
-
-from xnat_prefect.errors import ArchiveFailed, ResourceNotFoundError
 from xnat_prefect.services import SessionService
 from xnat_prefect.tasks._common import retry_on_transient, xnat_client
 

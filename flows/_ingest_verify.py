@@ -21,11 +21,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xnat_prefect.flows._ingest_source import LocalFile, SourceManifest
-from xnat_prefect.flows.results import ScanCheck
-
 from xnat_prefect.client import XNATClient
 from xnat_prefect.errors import ResourceNotFoundError, VerificationError
+from xnat_prefect.flows._ingest_source import LocalFile, SourceManifest
+from xnat_prefect.flows.results import ScanCheck
 from xnat_prefect.services import ResourceService, ScanService
 
 __all__ = ["VerifyReport", "catalog_uids", "verify_archive"]

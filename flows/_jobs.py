@@ -24,10 +24,10 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.variables import Variable
-from xnat_prefect.blocks import XNATCredentials
-from xnat_prefect.flows._common import variable_name
 
+from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.errors import XNATError
+from xnat_prefect.flows._common import variable_name
 from xnat_prefect.services.pipelines import PipelineService
 from xnat_prefect.tasks._common import xnat_client
 

@@ -18,7 +18,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
+
 from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.errors import InvalidInputError, OperationError
 from xnat_prefect.flows._common import (
     ProgressReporter,
     artifact_key,
@@ -27,8 +29,6 @@ from xnat_prefect.flows._common import (
     run_logger,
 )
 from xnat_prefect.flows.results import CatalogRefreshResult
-
-from xnat_prefect.errors import InvalidInputError, OperationError
 from xnat_prefect.models.summaries import BatchSummary
 from xnat_prefect.services import SessionService
 from xnat_prefect.services.admin import AdminService

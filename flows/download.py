@@ -20,7 +20,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
+
 from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.errors import InvalidInputError, TransferError, VerificationError
 from xnat_prefect.flows._common import (
     ProgressReporter,
     artifact_key,
@@ -29,8 +31,6 @@ from xnat_prefect.flows._common import (
     run_logger,
 )
 from xnat_prefect.flows.results import DownloadSessionsResult, SessionDownload
-
-from xnat_prefect.errors import InvalidInputError, TransferError, VerificationError
 from xnat_prefect.services.downloads import DownloadService
 from xnat_prefect.tasks._common import retry_on_transient, xnat_client
 from xnat_prefect.tasks.limits import xnat_slot

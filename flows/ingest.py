@@ -27,7 +27,9 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
+
 from xnat_prefect.blocks import DicomNode, XNATCredentials
+from xnat_prefect.errors import InvalidInputError, TransferError
 from xnat_prefect.flows._common import (
     ProgressReporter,
     RunLogger,
@@ -49,8 +51,6 @@ from xnat_prefect.flows._ingest_tasks import (
     verify_session,
 )
 from xnat_prefect.flows.results import BatchReport, IngestResult, ScanCheck, Transport
-
-from xnat_prefect.errors import InvalidInputError, TransferError
 
 __all__ = ["ingest_dicom"]
 

@@ -28,7 +28,17 @@ from prefect.client.orchestration import get_client
 from prefect.states import Cancelled
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
+
 from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.errors import (
+    InvalidInputError,
+    OperationError,
+    PipelineFailed,
+    PipelineKilled,
+    PipelineTimedOut,
+    XNATError,
+    is_transient,
+)
 from xnat_prefect.flows._common import (
     artifact_key,
     current_flow_run_id,
@@ -45,16 +55,6 @@ from xnat_prefect.flows._jobs import (
     remove_job,
 )
 from xnat_prefect.flows.results import PipelineRunResult, PipelineSessionResult
-
-from xnat_prefect.errors import (
-    InvalidInputError,
-    OperationError,
-    PipelineFailed,
-    PipelineKilled,
-    PipelineTimedOut,
-    XNATError,
-    is_transient,
-)
 from xnat_prefect.models.pipeline import PipelineJob
 from xnat_prefect.services.pipelines import PipelineService
 from xnat_prefect.tasks._common import xnat_client

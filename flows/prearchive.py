@@ -22,7 +22,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import BaseModel, ConfigDict, field_validator
+
 from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.errors import InvalidInputError, XNATError
 from xnat_prefect.flows._common import (
     artifact_key,
     emit_session_archived,
@@ -31,8 +33,6 @@ from xnat_prefect.flows._common import (
     run_logger,
 )
 from xnat_prefect.flows.results import PrearchiveArchiveReport, PrearchiveItem
-
-from xnat_prefect.errors import InvalidInputError, XNATError
 from xnat_prefect.models.prearchive import PrearchiveSession
 from xnat_prefect.services.prearchive import PrearchiveService
 from xnat_prefect.tasks._common import retry_on_transient, xnat_client

@@ -16,7 +16,9 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
+
 from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.errors import InvalidInputError
 from xnat_prefect.flows._common import (
     artifact_key,
     emit_session_archived,
@@ -26,8 +28,6 @@ from xnat_prefect.flows._common import (
     variable_name,
 )
 from xnat_prefect.flows.results import ArchivedSession, WatchResult
-
-from xnat_prefect.errors import InvalidInputError
 from xnat_prefect.services import SessionService
 from xnat_prefect.tasks._common import retry_on_transient, xnat_client
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from xnat_prefect.blocks import XNATCredentials
 
+from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.services.ledger import ENV_LEDGER_DIR
 from xnat_prefect.testing.server import XNATEmulator
 from xnat_prefect.testing.synthetic import StudyManifest, generate_study

@@ -8,7 +8,6 @@ from typing import Any
 
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.flows import download_sessions, refresh_catalogs_flow
-
 from xnat_prefect.tasks.limits import limit_name, set_limit
 
 REFRESH_KEY = "POST /data/services/refresh/catalog"

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from xnat_prefect.blocks import DicomNode, XNATCredentials
+from xnat_prefect.errors import ArchiveFailed, SessionNotSettled, VerificationError
 from xnat_prefect.flows.ingest import ingest_dicom
 from xnat_prefect.flows.results import IngestResult
-
-from xnat_prefect.errors import ArchiveFailed, SessionNotSettled, VerificationError
 from xnat_prefect.tasks.limits import limit_name, set_limit
 
 IMPORT_KEY = "POST /data/services/import"

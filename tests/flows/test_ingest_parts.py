@@ -6,11 +6,11 @@ import logging
 from typing import Any
 
 import pytest
-from xnat_prefect.flows._ingest_settle import SessionSettler, SettleOptions
-from xnat_prefect.flows._ingest_verify import catalog_uids
 
 from xnat_prefect.client import XNATClient
 from xnat_prefect.errors import SessionNotSettled, VerificationError
+from xnat_prefect.flows._ingest_settle import SessionSettler, SettleOptions
+from xnat_prefect.flows._ingest_verify import catalog_uids
 
 CATALOG = """<?xml version="1.0" encoding="UTF-8"?>
 <cat:DCMCatalog xmlns:cat="http://nrg.wustl.edu/catalog" ID="DICOM">

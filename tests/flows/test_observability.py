@@ -18,10 +18,10 @@ from prefect.client.schemas.filters import (
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from pydantic import SecretStr
+
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.flows import EVENT_SESSION_ARCHIVED, ingest_dicom
 from xnat_prefect.flows._common import artifact_key, run_logger
-
 from xnat_prefect.tasks._common import xnat_client
 
 SECRET = "Up-S3cret-9!"

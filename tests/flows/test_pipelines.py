@@ -13,11 +13,11 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFi
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import Cancelling
 from prefect.variables import Variable
+
 from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.errors import PipelineFailed, PipelineTimedOut
 from xnat_prefect.flows import run_pipeline_and_wait
 from xnat_prefect.flows._jobs import cancel_launched_jobs, registry_variable
-
-from xnat_prefect.errors import PipelineFailed, PipelineTimedOut
 
 COMMAND = {
     "name": "dcm2niix",

@@ -11,7 +11,6 @@ from typing import Any
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.flows import LabelRule, archive_prearchive_sessions
 from xnat_prefect.flows.prearchive import classify_sessions
-
 from xnat_prefect.models.prearchive import PrearchiveSession
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.variables import Variable
+
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.flows import EVENT_SESSION_ARCHIVED, watch_archive
 from xnat_prefect.flows.results import ArchivedSession

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
 import threading
 import time
@@ -476,3 +477,27 @@ def test_fixed_prearchive_slot_and_routing_params(
             headers={"Content-Type": "application/dicom"},
         )
         assert refused.status_code == 403
+
+
+def test_archived_dicom_catalogs_carry_sop_instance_uids(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    _project(client, "UIDS", code=0)
+    root = tmp_path / "u"
+    study = generate_study(root, project="UIDS", series=2, instances_per_series=3)
+    dest = {"dest": "/archive/projects/UIDS/subjects/S1/experiments/E1"}
+    reply = client.post(
+        IMPORT, params=dest, content=_zip(study, root), headers={"Content-Type": "application/zip"}
+    )
+    assert reply.status_code == 200
+    [experiment] = _experiments(client, "UIDS")
+    found: set[str] = set()
+    for scan in client.get(f"/data/experiments/{experiment['ID']}/scans").json()["ResultSet"][
+        "Result"
+    ]:
+        catalog = client.get(
+            f"/data/experiments/{experiment['ID']}/scans/{scan['ID']}/resources/DICOM"
+        ).text
+        assert 'xsi:type="cat:dcmEntry"' in catalog
+        found.update(re.findall(r'UID="([^"]+)"', catalog))
+    assert found == set(study.all_sop_uids)

@@ -97,10 +97,14 @@ def catalog_xml(req: EmuRequest, info: ResourceInfo) -> str:
             for name in ("format", "content")
             if entry[name]
         )
+        uid = str(entry["uid"] or "") if "uid" in entry.keys() else ""
+        if uid:  # DICOM entries carry the SOP Instance UID (cat:dcmEntry), as in XNAT
+            extra += f" UID={quoteattr(uid)}"
+        entry_type = "cat:dcmEntry" if uid else "cat:entryType"
         parts.append(
             f"<cat:entry URI={quoteattr(path)} ID={quoteattr(path)} "
             f"name={quoteattr(posixpath.basename(path))} digest={quoteattr(str(entry['digest']))} "
-            f'size="{entry["size"]}"{extra} xsi:type="cat:entryType"/>'
+            f'size="{entry["size"]}"{extra} xsi:type="{entry_type}"/>'
         )
     parts.append("</cat:entries></cat:Catalog>")
     return "\n".join(parts)
