@@ -97,7 +97,7 @@ def catalog_xml(req: EmuRequest, info: ResourceInfo) -> str:
             for name in ("format", "content")
             if entry[name]
         )
-        uid = str(entry["uid"] or "") if "uid" in entry.keys() else ""
+        uid = str(entry["uid"] or "")
         if uid:  # DICOM entries carry the SOP Instance UID (cat:dcmEntry), as in XNAT
             extra += f" UID={quoteattr(uid)}"
         entry_type = "cat:dcmEntry" if uid else "cat:entryType"
