@@ -37,6 +37,7 @@ import re
 import resource
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -258,6 +259,36 @@ class Emulator:
 # ----------------------------------------------------------------------------- main
 
 
+def merge(rows: list[Row]) -> list[Row]:
+    """One row per (what, tool): median seconds (range in the notes), max peak RSS."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.what, row.tool), []).append(row)
+    merged = []
+    for (what, tool), runs in groups.items():
+        timed = sorted(r.seconds for r in runs if r.seconds is not None)
+        notes = sorted({r.note for r in runs if r.note and not r.note.startswith("FAILED")})
+        failed = sorted(r.note for r in runs if r.note.startswith("FAILED"))
+        if failed:
+            notes.insert(0, f"{failed[0]} (failed in {len(failed)}/{len(runs)} runs)")
+        if len(runs) > 1 and timed:
+            notes.insert(0, f"median of {len(runs)} ({timed[0]:.2f}-{timed[-1]:.2f} s)")
+        rss = [r.rss_mb for r in runs if r.rss_mb is not None]
+        bases = sorted(r.base_mb for r in runs if r.base_mb is not None)
+        merged.append(
+            Row(
+                what,
+                tool,
+                statistics.median(timed) if timed else None,
+                runs[0].nbytes,
+                max(rss) if rss else None,
+                bases[len(bases) // 2] if bases else None,
+                "; ".join(notes),
+            )
+        )
+    return merged
+
+
 def build_tar(files: list[Path], root: Path, target: Path) -> None:
     with tarfile.open(target, "w") as tf:
         for path in files:
@@ -292,6 +323,7 @@ def main() -> int:
         default=3.0,
         help="emulator quiet time before a received session is archived",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per transfer (median)")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -318,8 +350,11 @@ def main() -> int:
         build_tar(files, work / "src", work / "prebuilt.tar")
         emu = Emulator(work / "emu", args.quiet_seconds)
         try:
-            rows += bench_ingest(emu, work, files, total, args.xnatctl)
-            rows += bench_download(emu, work, files, total, args.xnatctl)
+            for number in range(args.repeat):
+                tag = f"R{number}"
+                print(f"repetition {number + 1}/{args.repeat}", flush=True)
+                rows += bench_ingest(emu, work, files, total, args.xnatctl, tag)
+                rows += bench_download(emu, work, files, total, args.xnatctl, tag)
         finally:
             emu.stop()
     finally:
@@ -337,6 +372,7 @@ def main() -> int:
     ]
     if args.xnatctl is None:
         header.append("xnatctl rows: not run (pass --xnatctl PATH).")
+    rows = merge(rows)
     for row in rows:
         print(" | ".join(row.cells()))
     if not args.no_docs:
@@ -345,7 +381,7 @@ def main() -> int:
 
 
 def bench_ingest(
-    emu: Emulator, work: Path, files: list[Path], total: int, xnatctl: str | None
+    emu: Emulator, work: Path, files: list[Path], total: int, xnatctl: str | None, tag: str
 ) -> list[Row]:
     rows: list[Row] = []
     n = len(files)
@@ -365,7 +401,7 @@ def bench_ingest(
         ("zip", "parallel zip (on disk)"),
         ("gradual", "gradual-DICOM"),
     ):
-        project = f"OURS_{kind.upper()}"
+        project = f"OURS_{kind.upper()}{tag}"
         emu.project(project)
         spec = {"kind": kind, "url": emu.url, "src": src, "project": project}
         if kind == "tar":
@@ -396,7 +432,7 @@ def bench_ingest(
                 )
             )
         if xnatctl:
-            project = f"XCTL_{kind.upper()}"
+            project = f"XCTL_{kind.upper()}{tag}"
             emu.project(project)
             cmd = [
                 xnatctl,
@@ -429,6 +465,7 @@ def bench_ingest(
             )
     # C-STORE: the files route themselves to BENCH/SUBJ/SESS (Patient Comments)
     emu.project(STUDY_PROJECT)
+    emu.delete_sessions(STUDY_PROJECT)
     got = run_ours({"kind": "cstore", "url": emu.url, "src": src, "dicom_port": emu.dicom_port})
     emu.archived(STUDY_PROJECT, n)
     rows.append(
@@ -455,9 +492,9 @@ def bench_ingest(
         settle(emu, STUDY_PROJECT, n, failure)
         note = failure or "wall time incl. CLI start"
         rows.append(Row("ingest: C-STORE", "xnatctl", seconds, total, rss, note=note))
-    emu.project("RAW")
+    emu.project(f"RAW{tag}")
     query = (
-        "import-handler=DICOM-zip&project=RAW&subject=SUBJ&session=SESS&overwrite=delete"
+        f"import-handler=DICOM-zip&project=RAW{tag}&subject=SUBJ&session=SESS&overwrite=delete"
         "&Direct-Archive=true&Ignore-Unparsable=true"
     )
     tar_size = (work / "prebuilt.tar").stat().st_size
@@ -475,7 +512,7 @@ def bench_ingest(
             f"{emu.url}/data/services/import?{query}",
         ]
     )
-    settle(emu, "RAW", n, failure)
+    settle(emu, f"RAW{tag}", n, failure)
     rows.append(
         Row(
             "ingest: one tar POST (raw limit)",
@@ -498,12 +535,12 @@ def settle(emu: Emulator, project: str, expected: int, failure: str) -> None:
 
 
 def bench_download(
-    emu: Emulator, work: Path, files: list[Path], total: int, xnatctl: str | None
+    emu: Emulator, work: Path, files: list[Path], total: int, xnatctl: str | None, tag: str
 ) -> list[Row]:
     rows: list[Row] = []
-    session = emu.archived("OURS_TAR", len(files))
+    session = emu.archived(f"OURS_TAR{tag}", len(files))
     got = run_ours(
-        {"kind": "download", "url": emu.url, "session": session, "out": str(work / "dl-ours")}
+        {"kind": "download", "url": emu.url, "session": session, "out": str(work / f"dl-ours{tag}")}
     )
     rows.append(
         Row(
@@ -521,7 +558,7 @@ def bench_download(
             "url": emu.url,
             "session": session,
             "workers": 8,
-            "out": str(work / "dl-ours-8"),
+            "out": str(work / f"dl-ours-8{tag}"),
         }
     )
     rows.append(
@@ -539,7 +576,7 @@ def bench_download(
             "kind": "download-zip",
             "url": emu.url,
             "session": session,
-            "out": str(work / "dl-ours-zip"),
+            "out": str(work / f"dl-ours-zip{tag}"),
         }
     )
     rows.append(
@@ -577,7 +614,7 @@ def bench_download(
             "HOME": str(work / "home"),
             "NO_COLOR": "1",
         }
-        out = work / "dl-xnatctl"
+        out = work / f"dl-xnatctl{tag}"
         seconds, rss, failure = run_timed(
             [
                 xnatctl,

@@ -14,11 +14,14 @@ Usage::
     python deployments/serve.py --only ingest-dicom --only archive-prearchive
     python deployments/serve.py --limit 4                # at most 4 runs at a time
     python deployments/serve.py --check                  # print what would be served
+    python deployments/serve.py --replace                # take over `prefect deploy`'s ones
 
 The work pool settings of ``prefect.yaml`` (``work_pool``, ``job_variables``) do not apply:
-runs execute here, with this process's environment. Serving a deployment that also exists as
-a work-pool deployment of the same name turns it into a served one (Prefect keys deployments by
-flow and name), so use either this script or ``prefect deploy`` against one server.
+runs execute here, with this process's environment. Prefect keys deployments by flow and name,
+and serving a deployment that ``prefect deploy`` already created in a work pool would keep the
+pool (Prefect 3.8.8 updates it in place), so workers and this process would both take its
+runs. This script therefore refuses such a name unless ``--replace`` is given, which deletes
+the work-pool deployment (its schedules, triggers and scheduled runs) first.
 """
 
 from __future__ import annotations
@@ -27,15 +30,17 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prefect import serve
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+from prefect.exceptions import ObjectNotFound
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.utilities.templating import apply_values
@@ -90,6 +95,15 @@ def load_specs(path: Path = DEFAULT_PREFECT_FILE) -> list[dict[str, Any]]:
     return specs
 
 
+def _anchor(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise DeploymentFileError(f"anchor_date {value!r} is not an ISO 8601 date-time") from exc
+
+
 def build_schedules(spec: dict[str, Any]) -> list[Schedule]:
     """Turn the ``schedules:`` entries of one deployment into Prefect schedules.
 
@@ -126,7 +140,7 @@ def build_schedules(spec: dict[str, Any]) -> list[Schedule]:
             schedules.append(
                 Interval(
                     interval,
-                    anchor_date=entry.get("anchor_date"),
+                    anchor_date=_anchor(entry.get("anchor_date")),
                     timezone=entry.get("timezone"),
                     **common,
                 )
@@ -234,6 +248,47 @@ def build_deployments(
     return [build_deployment(spec) for spec in specs if not only or spec["name"] in only]
 
 
+def take_over_pool_deployments(
+    deployments: Sequence[RunnerDeployment], *, replace: bool
+) -> list[str]:
+    """Find (and with ``replace``, delete) work-pool deployments with the same names.
+
+    Args:
+        deployments: The deployments about to be served.
+        replace: Delete the work-pool deployments found.
+
+    Returns:
+        ``flow/deployment (pool)`` of each one found.
+
+    Raises:
+        DeploymentFileError: Some were found and ``replace`` is False.
+
+    Example:
+        ```python
+        take_over_pool_deployments(build_deployments(), replace=True)
+        ```
+    """
+    found: list[tuple[str, Any]] = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            try:
+                existing = client.read_deployment_by_name(deployment.full_name)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                found.append((f"{deployment.full_name} ({existing.work_pool_name})", existing.id))
+        if found and not replace:
+            names = ", ".join(name for name, _ in found)
+            raise DeploymentFileError(
+                f"{names} already exist in a work pool (from `prefect deploy`); workers would "
+                "keep taking their runs. Pass --replace to delete and serve them here, or "
+                "serve them under another Prefect server"
+            )
+        for _, deployment_id in found:
+            client.delete_deployment(deployment_id)
+    return [name for name, _ in found]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python deployments/serve.py",
@@ -246,6 +301,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="maximum concurrent flow runs")
     parser.add_argument(
         "--check", action="store_true", help="build the deployments, print them and exit"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete work-pool deployments of the same names (from `prefect deploy`) first",
     )
     return parser
 
@@ -281,6 +341,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"schedules={kinds} triggers={len(deployment.triggers)}"
             )
         return 0
+    try:
+        replaced = take_over_pool_deployments(deployments, replace=args.replace)
+    except DeploymentFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name in replaced:
+        print(f"replaced work-pool deployment {name}")
     serve(*deployments, limit=args.limit)
     return 0
 

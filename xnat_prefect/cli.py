@@ -30,9 +30,7 @@ def tasks_table() -> str:
         for name in module.__all__:
             task_obj = getattr(module, name)
             operation = task_obj.fn.__name__.replace("_", ".", 1)
-            lines.append(
-                f"| `{operation}` | `{name}` | `{module.__name__}` | {task_obj.retries} |"
-            )
+            lines.append(f"| `{operation}` | `{name}` | `{module.__name__}` | {task_obj.retries} |")
     return "\n".join(lines)
 
 

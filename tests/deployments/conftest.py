@@ -20,20 +20,24 @@ line), never skipped: a skip would look like a pass that proved nothing.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 PG_BIN = Path(os.environ.get("XNAT_PREFECT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REPO = Path(__file__).resolve().parents[2]
@@ -149,6 +153,11 @@ class PrefectStack:
             # a test wants the runs picked up quickly.
             PREFECT_WORKER_QUERY_SECONDS="2",
             PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+            # the production settings docs/deploying.md recommends: a task waiting for a slot
+            # of a global limit (uploads...) retries within ~5 s instead of up to 30 s, and a
+            # run waiting for its deployment's concurrency slot is retried after 5 s, not 30 s
+            PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="5",
+            PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="5",
             PREFECT_LOGGING_LEVEL="INFO",
             XNAT_PREFECT_LEDGER_DIR=str(self.root / "ledger"),
             PYTHONUNBUFFERED="1",
@@ -314,3 +323,258 @@ class PostgresCluster:
         if self.started:
             self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
             self.started = False
+
+
+# --- a deployed stack: the yaml's deployments, two workers, an emulator ------------------------
+
+INGEST_PROJECT = "P1"  # auto-archive (prearchive code 4); the yaml's own project is manual (0)
+IMPORT_KEY = "POST /data/services/import"
+FAST_SETTLE = {"stall_seconds": 30.0, "max_wait_seconds": 90.0, "poll_interval_seconds": 0.5}
+_SCHEDULER_BUG = "Can't evaluate bulk DML statement"
+
+
+def site_settings() -> dict[str, str]:
+    """The ``definitions.site`` values of prefect.yaml (credentials block name, project)."""
+    site: dict[str, str] = yaml.safe_load(PREFECT_YAML.read_text())["definitions"]["site"]
+    return site
+
+
+def zip_of(files: list[Path]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in files:
+            archive.write(path, f"{path.parent.name}/{path.name}")
+    return buffer.getvalue()
+
+
+@dataclass
+class Deployed:
+    """A stack with prefect.yaml deployed, workers running and an emulator to work against."""
+
+    stack: PrefectStack
+    xnat: Any
+    rest: httpx.Client
+    credentials_block: str
+    project: str
+
+    @property
+    def work(self) -> Path:
+        return self.stack.root / "work"
+
+    @property
+    def server_key(self) -> str:
+        return self.xnat.url.split("://", 1)[1]
+
+    def wait(self, check: Callable[[], Any], *, timeout: float, what: str) -> Any:
+        """Poll ``check`` each second until truthy; fail with every log tail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(1.0)
+        hint = ""
+        if _SCHEDULER_BUG in self.stack.tail("server", 100_000):
+            hint = (
+                "\nPrefect's scheduler cannot insert scheduled runs: Prefect 3.8.8 with "
+                "SQLAlchemy >= 2.1 (pin sqlalchemy<2.1)"
+            )
+        raise AssertionError(f"{what}: not within {timeout} s{hint}\n{self.stack.all_tails()}")
+
+    def runs(self, client: Any, ids: list[Any]) -> list[Any]:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        found: list[Any] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+        )
+        return found
+
+    def runs_of(self, client: Any, deployment_id: Any) -> list[Any]:
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+        found: list[Any] = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        )
+        return found
+
+    def wait_final(self, client: Any, ids: list[Any], *, timeout: float) -> list[Any]:
+        def final() -> list[Any] | None:
+            runs = self.runs(client, ids)
+            done = len(runs) == len(ids) and all(r.state and r.state.is_final() for r in runs)
+            return runs if done else None
+
+        runs: list[Any] = self.wait(final, timeout=timeout, what=f"{len(ids)} flow runs final")
+        return runs
+
+    def import_study(self, project: str, subject: str, *, seed: int, **params: str) -> None:
+        """Send a small study to XNAT's import service with plain REST (no event emitted)."""
+        from xnat_prefect.testing.synthetic import generate_study
+
+        manifest = generate_study(
+            self.work / f"rest-{subject}",
+            project=project,
+            subject=subject,
+            session=f"{subject}_MR1",
+            series=1,
+            instances_per_series=2,
+            seed=seed,
+        )
+        query = {"import-handler": "DICOM-zip", "project": project, "subject": subject}
+        reply = self.rest.post(
+            "/data/services/import",
+            params={**query, "session": f"{subject}_MR1", **params},
+            content=zip_of(manifest.files),
+            headers={"Content-Type": "application/zip"},
+        )
+        assert reply.status_code == 200, reply.text
+
+    def experiment_id(self, project: str, label: str) -> str:
+        reply = self.rest.get(f"/data/projects/{project}/experiments", params={"format": "json"})
+        assert reply.status_code == 200, reply.text
+        rows = [r for r in reply.json()["ResultSet"]["Result"] if r["label"] == label]
+        assert len(rows) == 1, rows
+        return str(rows[0]["ID"])
+
+    def ingest_concurrently(
+        self,
+        runs: int,
+        *,
+        batches: int,
+        upload_slots: int,
+        catalog_runs: int = 0,
+        prefix: str = "SUBJ",
+        timeout: float = 240.0,
+    ) -> tuple[float, list[Any], dict[str, Any]]:
+        """Start ``runs`` ingest (+ ``catalog_runs`` refresh) deployment runs at once; wait.
+
+        Returns:
+            (seconds from the first run created to the last one final, the runs, metrics).
+        """
+        from prefect.client.orchestration import get_client
+
+        from xnat_prefect.tasks.limits import limit_name, set_limit
+        from xnat_prefect.testing.synthetic import generate_study
+
+        labels = [f"{prefix}{k:02d}" for k in range(runs)]
+        for k, subject in enumerate(labels):
+            generate_study(
+                self.work / subject,
+                project=INGEST_PROJECT,
+                subject=subject,
+                session=f"{subject}_MR1",
+                series=batches,
+                instances_per_series=3,
+                seed=1000 + k if prefix != "SUBJ" else k,
+            )
+        self.xnat.reset_metrics()
+        # slower imports: the runs overlap however the worker processes get scheduled
+        self.xnat.add_fault(r"^POST /data/services/import", "latency", latency_ms=(400, 600))
+        try:
+            with self.stack.client_settings(), get_client(sync_client=True) as client:
+                set_limit(limit_name(self.server_key, "uploads"), upload_slots)
+                ingest = client.read_deployment_by_name("xnat-ingest-dicom/ingest-dicom").id
+                catalog = client.read_deployment_by_name(
+                    "xnat-refresh-catalogs/refresh-catalogs-nightly"
+                ).id
+                started = time.monotonic()
+                ids = [
+                    client.create_flow_run_from_deployment(
+                        ingest,
+                        parameters={
+                            "source": str(self.work / subject),
+                            "project": INGEST_PROJECT,
+                            "subject": subject,
+                            "session": f"{subject}_MR1",
+                            "batches": batches,
+                            "max_workers": batches,
+                            **FAST_SETTLE,
+                        },
+                    ).id
+                    for subject in labels
+                ]
+                ids += [
+                    client.create_flow_run_from_deployment(
+                        catalog, parameters={} if k % 2 else {"project": INGEST_PROJECT}
+                    ).id
+                    for k in range(catalog_runs)
+                ]
+                final = self.wait_final(client, ids, timeout=timeout)
+                elapsed = time.monotonic() - started
+        finally:
+            self.xnat.clear_faults()
+        return elapsed, final, self.xnat.metrics()
+
+    def runs_by_worker(self, *workers: str) -> dict[str, set[str]]:
+        """Flow run ids each worker submitted, from its log."""
+        pattern = r"submitting flow run '([0-9a-f-]{36})'"
+        return {w: set(re.findall(pattern, self.stack.tail(w, 100_000))) for w in workers}
+
+
+@contextlib.contextmanager
+def deploy_stack(stack: PrefectStack, *, worker_limit: int = 3) -> Iterator[Deployed]:
+    """Start the server, create the pool, deploy prefect.yaml, start two workers and XNAT.
+
+    Everything is stopped on exit: workers and server by their handles, then the emulator.
+    """
+    from pydantic import SecretStr
+
+    from xnat_prefect.blocks import XNATCredentials
+    from xnat_prefect.testing import Timing, XNATEmulator
+
+    site = site_settings()
+    stack.extra_env["HOME"] = str(stack.root / "home")  # ~/xnat-staging of the yaml lands here
+    xnat = XNATEmulator(timing=Timing(rebuild_quiet_seconds=0.3))
+    rest = httpx.Client(timeout=30, auth=("admin", "admin"))
+    try:
+        stack.start_server()
+        stack.prefect("work-pool", "create", "xnat-process", "--type", "process")
+        xnat.start()
+        rest.base_url = httpx.URL(xnat.url)
+        for project, code in ((INGEST_PROJECT, 4), (site["project"], 0)):
+            assert rest.put(f"/data/projects/{project}").status_code in (200, 201)
+            reply = rest.put(f"/data/projects/{project}/prearchive_code/{code}")
+            assert reply.status_code == 200, reply.text
+        with stack.client_settings():
+            XNATCredentials(
+                url=xnat.url, username="admin", password=SecretStr("admin"), timeout_seconds=30
+            ).save(site["credentials"], overwrite=True)
+        output = stack.prefect("deploy", "--prefect-file", str(PREFECT_YAML), "--all")
+        assert "stage-archived-session" in output, output
+        stack.start_worker("worker-1", limit=worker_limit)
+        stack.start_worker("worker-2", limit=worker_limit)
+        yield Deployed(stack, xnat, rest, site["credentials"], site["project"])
+    finally:
+        stack.stop()  # workers before the emulator they talk to
+        rest.close()
+        xnat.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(stack_factory: Callable[..., PrefectStack]) -> Iterator[Deployed]:
+    """prefect.yaml deployed on a real server with its SQLite database, two workers, XNAT."""
+    with deploy_stack(stack_factory("sqlite-stack")) as ready:
+        yield ready
+
+
+@pytest.fixture(scope="module")
+def deploy() -> Callable[..., Any]:
+    """:func:`deploy_stack`, for modules that build their own stack (PostgreSQL)."""
+    return deploy_stack
+
+
+@pytest.fixture(scope="module")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster on a loopback port, stopped and removed afterwards.
+
+    Its directory is made with mkdtemp in /tmp, not pytest's tmp_path: the cluster runs as
+    ``nobody`` when the tests run as root, and pytest's directories are private to their owner.
+    """
+    import tempfile
+
+    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="xnat-prefect-pg-")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)

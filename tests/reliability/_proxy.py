@@ -44,6 +44,7 @@ class AbortingProxy:
             connection is reset (0: right after accepting).
         down_bytes_per_second: Cap of the reply bandwidth of each connection (None: no cap);
             may be changed while running.
+        up_bytes_per_second: Cap of the request bandwidth (a slow upload link).
     """
 
     def __init__(
@@ -53,10 +54,12 @@ class AbortingProxy:
         cuts: dict[int, int] | None = None,
         *,
         down_bytes_per_second: float | None = None,
+        up_bytes_per_second: float | None = None,
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.cuts = dict(cuts or {})
         self.down_bytes_per_second = down_bytes_per_second
+        self.up_bytes_per_second = up_bytes_per_second
         self.stats = ProxyStats()
         self._lock = threading.Lock()
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -129,7 +132,7 @@ class AbortingProxy:
     ) -> None:
         try:
             while not self._stop.is_set():
-                rate = None if up else self.down_bytes_per_second
+                rate = self.up_bytes_per_second if up else self.down_bytes_per_second
                 data = source.recv(65536 if rate is None else max(1024, int(rate / 20)))
                 if not data:
                     break

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
-from xnat_prefect.blocks import XNATCredentials
 
 from tests.reliability._support import Inspector
+from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.services.ledger import ENV_LEDGER_DIR
 from xnat_prefect.testing.server import XNATEmulator
 

@@ -22,10 +22,6 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from xnat_prefect.blocks import DicomNode, XNATCredentials
-from xnat_prefect.flows.download import download_sessions
-from xnat_prefect.flows.ingest import ingest_dicom
-from xnat_prefect.flows.results import DownloadSessionsResult, IngestResult
 
 from tests.reliability._proxy import AbortingProxy
 from tests.reliability._support import (
@@ -39,6 +35,10 @@ from tests.reliability._support import (
     md5_file,
     record_figures,
 )
+from xnat_prefect.blocks import DicomNode, XNATCredentials
+from xnat_prefect.flows.download import download_sessions
+from xnat_prefect.flows.ingest import ingest_dicom
+from xnat_prefect.flows.results import DownloadSessionsResult, IngestResult
 
 LABELS = {"project": "P1", "subject": "SUBJ01", "session": "SUBJ01_MR1"}
 IMPORT_KEY = "POST /data/services/import"

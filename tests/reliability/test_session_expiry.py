@@ -15,15 +15,15 @@ from collections import Counter
 
 import httpx
 import pytest
-from xnat_prefect.blocks import XNATCredentials
-from xnat_prefect.flows.ingest import ingest_dicom
-from xnat_prefect.flows.pipelines import run_pipeline_and_wait
 
 from tests.reliability._support import (
     QUIET_SECONDS,
     Inspector,
     record_figures,
 )
+from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.flows.ingest import ingest_dicom
+from xnat_prefect.flows.pipelines import run_pipeline_and_wait
 from xnat_prefect.testing.server import XNATEmulator
 
 EVERY = 1.0

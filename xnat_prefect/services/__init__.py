@@ -17,17 +17,16 @@ Example:
 
 from __future__ import annotations
 
+from xnat_prefect.services.admin import AdminService
 from xnat_prefect.services.base import BaseService, SessionRef
+from xnat_prefect.services.downloads import DownloadService
+from xnat_prefect.services.pipelines import JobState, PipelineService
+from xnat_prefect.services.prearchive import ArchiveResult, PrearchiveService
 from xnat_prefect.services.projects import ProjectService
 from xnat_prefect.services.resources import ResourceService
 from xnat_prefect.services.scans import ScanService
 from xnat_prefect.services.sessions import SessionService
 from xnat_prefect.services.subjects import SubjectHasExperimentsError, SubjectService
-
-from xnat_prefect.services.admin import AdminService
-from xnat_prefect.services.downloads import DownloadService
-from xnat_prefect.services.pipelines import JobState, PipelineService
-from xnat_prefect.services.prearchive import ArchiveResult, PrearchiveService
 from xnat_prefect.services.uploads import UploadService
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
     "JobState",
     "PipelineService",
     "PrearchiveService",
-    "UploadService",
     "ProjectService",
     "ResourceService",
     "ScanService",
@@ -46,4 +44,5 @@ __all__ = [
     "SessionService",
     "SubjectHasExperimentsError",
     "SubjectService",
+    "UploadService",
 ]

@@ -38,21 +38,29 @@ from xnat_prefect.testing.store import Row
 
 LATEST = "LATEST"
 XML_ELEMENTS = ("comments", "details", "justification", "description")
+# ItemSearch.executeToTable: one column per wrk:workflowData field, named by its XML path
+# without the element (meta fields left out); XNAT's order is a hash order.
 LIST_COLUMNS = (
     "wrk_workflowData_id",
     "ID",
     "data_type",
-    "externalID",
+    "ExternalID",
     "pipeline_name",
     "launch_time",
     "status",
     "current_step_id",
+    "current_step_launch_time",
+    "next_step_id",
     "step_description",
     "percentageComplete",
     "comments",
     "details",
+    "justification",
+    "description",
     "jobID",
-    "create_user",
+    "category",
+    "type",
+    "src",
 )
 SITE_COLUMNS = (
     "label",
@@ -273,7 +281,7 @@ def _for_experiment(req: EmuRequest, pipeline: str | None, experiment: Row) -> R
                 f"experiment.{experiment['id']}",
             )
         return item_response(req, max(rows, key=_launch_key))
-    table = [data_fields(r) for r in rows]
+    table = [{**data_fields(r), "ExternalID": r["external_id"]} for r in rows]
     return table_response(req, table, LIST_COLUMNS, "All workflows")
 
 
