@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import SecretStr
@@ -23,7 +23,11 @@ from pydantic import SecretStr
 DEMO_PROJECT = "DEMO"
 MANUAL_PROJECT = "DEMO_QC"
 PIPELINE = "dcm2nii-demo"
-TRANSPORTS = ("cstore", "gradual", "parallel-zip")
+TRANSPORTS: tuple[Literal["cstore", "gradual", "parallel-zip"], ...] = (
+    "cstore",
+    "gradual",
+    "parallel-zip",
+)
 
 
 @dataclass
@@ -142,7 +146,6 @@ def _run_flows(
     )
     from xnat_prefect.testing.synthetic import generate_study
 
-    fast = {"poll_interval_seconds": 0.5, "stall_seconds": 60.0, "max_wait_seconds": 300.0}
     watch_archive(credentials, DEMO_PROJECT)  # baseline watermark: only new sessions emit
     experiment_ids: list[str] = []
     for number, transport in enumerate(TRANSPORTS, start=1):
@@ -167,7 +170,9 @@ def _run_flows(
             session=session,
             dicom_node=node,
             max_workers=workers,
-            **fast,
+            poll_interval_seconds=0.5,
+            stall_seconds=60.0,
+            max_wait_seconds=300.0,
         )
         experiment_ids.append(str(result.experiment_id))
         _timed(
@@ -197,7 +202,9 @@ def _run_flows(
         session="QC01_MR1",
         archive=False,
         verify=False,
-        **fast,
+        poll_interval_seconds=0.5,
+        stall_seconds=60.0,
+        max_wait_seconds=300.0,
     )
     report = archive_prearchive_sessions(credentials, MANUAL_PROJECT, min_age_minutes=0.0)
     _timed(
