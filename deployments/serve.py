@@ -32,17 +32,18 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 from prefect import serve
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
-from prefect.deployments.runner import EntrypointType, RunnerDeployment
-from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentTriggerTypes, TriggerTypes
 from prefect.exceptions import ObjectNotFound
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, RRule, Schedule
+from prefect.types.entrypoint import EntrypointType
 from prefect.utilities.templating import apply_values
 from pydantic import TypeAdapter
 
@@ -88,7 +89,7 @@ def load_specs(path: Path = DEFAULT_PREFECT_FILE) -> list[dict[str, Any]]:
             )
         triggers = entry.get("triggers")
         spec = {k: v for k, v in entry.items() if k != "triggers"}
-        spec = apply_values(spec, dict(os.environ), remove_notset=False)
+        spec = cast(dict[str, Any], apply_values(spec, dict(os.environ), remove_notset=False))
         if triggers is not None:
             spec["triggers"] = triggers
         specs.append(spec)
@@ -155,7 +156,7 @@ def build_schedules(spec: dict[str, Any]) -> list[Schedule]:
     return schedules
 
 
-def build_triggers(spec: dict[str, Any]) -> list[DeploymentTriggerTypes]:
+def build_triggers(spec: dict[str, Any]) -> list[DeploymentTriggerTypes | TriggerTypes]:
     """Turn the ``triggers:`` entries of one deployment into Prefect deployment triggers.
 
     Args:
@@ -170,7 +171,7 @@ def build_triggers(spec: dict[str, Any]) -> list[DeploymentTriggerTypes]:
         build_triggers({"name": "x", "triggers": [{"expect": ["xnat.session.archived"]}]})
         ```
     """
-    triggers: list[DeploymentTriggerTypes] = []
+    triggers: list[DeploymentTriggerTypes | TriggerTypes] = []
     for index, entry in enumerate(spec.get("triggers") or [], start=1):
         entry = dict(entry)
         entry.setdefault("name", f"{spec['name']}__automation_{index}")
@@ -202,10 +203,10 @@ def build_deployment(spec: dict[str, Any]) -> RunnerDeployment:
         deployment = build_deployment(load_specs()[0])
         ```
     """
-    flow = load_flow_from_entrypoint(spec["entrypoint"])
+    flow: Flow[..., Any] = load_flow_from_entrypoint(spec["entrypoint"])
     if not isinstance(flow, Flow):
         raise DeploymentFileError(f"{spec['entrypoint']} is not a Prefect flow")
-    return flow.to_deployment(
+    deployment = flow.to_deployment(
         name=spec["name"],
         description=spec.get("description"),
         tags=spec.get("tags"),
@@ -218,6 +219,9 @@ def build_deployment(spec: dict[str, Any]) -> RunnerDeployment:
         enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
+    if not isinstance(deployment, RunnerDeployment):  # an async caller would get a coroutine
+        raise DeploymentFileError("build the deployments from synchronous code")
+    return deployment
 
 
 def build_deployments(

@@ -12,4 +12,5 @@ echo "== mypy"
 "$BIN/mypy" xnat_prefect flows blocks
 echo "== pytest"
 export PREFECT_HOME="${PREFECT_HOME:-$(mktemp -d)}"
-"$BIN/pytest" "$@"
+# Tests are mostly I/O-bound (real servers, asynchronous archiving): 4 workers on 2 cores.
+"$BIN/pytest" -n "${PYTEST_WORKERS:-4}" "$@"

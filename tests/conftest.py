@@ -18,3 +18,11 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _private_ledger_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep upload ledgers of every test out of the user's ~/.cache."""
+    monkeypatch.setenv("XNAT_PREFECT_LEDGER_DIR", str(tmp_path_factory.mktemp("ledger")))

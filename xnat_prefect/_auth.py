@@ -36,6 +36,7 @@ __all__ = [
     "login",
     "logout",
     "looks_like_login_page",
+    "server_of",
     "session_cookie_header",
 ]
 
@@ -230,7 +231,21 @@ def _send(http: httpx.Client, request: httpx.Request) -> httpx.Response:
     try:
         return http.send(request, follow_redirects=False)
     except httpx.HTTPError as exc:
-        raise error_from_transport(exc, method=request.method, path=request.url.path) from exc
+        raise error_from_transport(
+            exc, method=request.method, path=request.url.path, server=server_of(request)
+        ) from exc
+
+
+def server_of(request: httpx.Request) -> str:
+    """``scheme://host:port`` of a request (named in connection errors; never credentials).
+
+    Args:
+        request: The request.
+
+    Returns:
+        The origin.
+    """
+    return f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
 
 
 def _session_id_from(response: httpx.Response) -> str | None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from xnat_prefect._auth import looks_like_login_page, session_cookie_header
+from xnat_prefect._auth import looks_like_login_page, server_of, session_cookie_header
 from xnat_prefect._redact import get_logger
 from xnat_prefect.errors import InvalidInputError, clean_message, error_from_transport
 
@@ -276,7 +276,9 @@ def send(
             response = http.send(following, stream=stream)
             hops += 1
     except httpx.HTTPError as exc:
-        raise error_from_transport(exc, method=request.method, path=request.url.path) from exc
+        raise error_from_transport(
+            exc, method=request.method, path=request.url.path, server=server_of(request)
+        ) from exc
     logger.debug("%s %s -> %s", request.method, request.url.path, response.status_code)
     return response
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from xnat_prefect._net_hints import connect_hint
 from xnat_prefect._redact import redact, registered_secrets
 
 __all__ = [
@@ -113,6 +114,8 @@ class XNATRequestError(XNATError):
         request_sent: False when the request provably never reached the server (connection
             refused, connect timeout, pool timeout): only then is a non-idempotent request safe
             to resend.
+        transient: False when retrying cannot help (a TLS certificate or protocol mismatch);
+            None leaves the decision to :func:`is_transient` (network failures are transient).
     """
 
     def __init__(
@@ -122,16 +125,18 @@ class XNATRequestError(XNATError):
         method: str | None = None,
         path: str | None = None,
         request_sent: bool = True,
+        transient: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.method = method
         self.path = path
         self.request_sent = request_sent
+        self.transient = transient
 
     def _pickle_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         kwargs = {"method": self.method, "path": self.path, "request_sent": self.request_sent}
-        return (self.message,), kwargs
+        return (self.message,), {**kwargs, "transient": self.transient}
 
 
 class XNATTimeoutError(XNATRequestError):
@@ -505,11 +510,11 @@ def is_transient(exc: BaseException, *, server_errors: bool = False) -> bool:
             retry_later = is_transient(exc)
         ```
     """
-    if isinstance(exc, (XNATTimeoutError, XNATConnectionError)):
-        return True
     declared = getattr(exc, "transient", None)
     if isinstance(declared, bool):
         return declared
+    if isinstance(exc, (XNATTimeoutError, XNATConnectionError)):
+        return True
     if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
         return True
     if isinstance(exc, XNATStatusError):
@@ -520,17 +525,23 @@ def is_transient(exc: BaseException, *, server_errors: bool = False) -> bool:
 
 
 def error_from_transport(
-    exc: httpx.HTTPError, *, method: str | None = None, path: str | None = None
+    exc: httpx.HTTPError,
+    *,
+    method: str | None = None,
+    path: str | None = None,
+    server: str | None = None,
 ) -> XNATRequestError:
     """Map an httpx transport failure to :class:`XNATTimeoutError` / :class:`XNATConnectionError`.
 
     ``request_sent`` is False only when the request provably never reached the server: a refused
-    or failed connection, a connect timeout, or no free connection in the pool.
+    or failed connection, a connect timeout, or no free connection in the pool. A failed
+    connection names the server and the fix (:func:`~xnat_prefect._net_hints.connect_hint`).
 
     Args:
         exc: The httpx exception.
         method: HTTP method.
         path: Request path without query string.
+        server: ``scheme://host:port`` of the server, named in connection errors.
 
     Returns:
         The exception to raise (``raise error_from_transport(exc, ...) from exc``).
@@ -543,12 +554,15 @@ def error_from_transport(
             raise error_from_transport(exc, method="GET", path="/data/projects") from exc
         ```
     """
-    path = redact(path, registered_secrets()) if path else path
+    secrets = registered_secrets()
+    path = redact(path, secrets) if path else path
+    server = redact(server, secrets) if server else server
     where = f"{method} {path}" if method and path else "request"
-    detail = redact(str(exc), registered_secrets()) or type(exc).__name__
+    detail = redact(str(exc), secrets) or type(exc).__name__
     if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+        at = f" to {server}" if server else ""
         return XNATTimeoutError(
-            f"{where}: timed out before the request was sent ({type(exc).__name__}: {detail})",
+            f"{where}: timed out before the request was sent{at} ({type(exc).__name__}: {detail})",
             method=method,
             path=path,
             request_sent=False,
@@ -560,11 +574,13 @@ def error_from_transport(
             path=path,
         )
     if isinstance(exc, httpx.ConnectError):
+        hint, transient = connect_hint(detail, server)
         return XNATConnectionError(
-            f"{where}: could not connect to XNAT ({detail})",
+            f"{where}: {hint}",
             method=method,
             path=path,
             request_sent=False,
+            transient=transient,
         )
     if isinstance(exc, httpx.TransportError):
         return XNATConnectionError(

@@ -105,7 +105,8 @@ def _stop_process(proc: subprocess.Popen[bytes], *, first: int, grace: float) ->
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            # Prefect 3.8.8's process worker does not always exit on the first signal.
+            # e.g. a worker that inherited an ignored SIGINT: its SIGTERM handler re-sends
+            # SIGINT to itself (Prefect 3.8.8), which then does nothing.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
@@ -290,7 +291,7 @@ class PostgresCluster:
     port: int = field(default_factory=free_port)
     started: bool = False
 
-    def _run(self, *args: str) -> None:
+    def _run(self, *args: str) -> str:
         command = [str(PG_BIN / args[0]), *args[1:]]
         if os.geteuid() == 0:
             # initdb refuses to run as root: run the cluster as `nobody`.
@@ -298,6 +299,12 @@ class PostgresCluster:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout
+
+    def query(self, sql: str) -> str:
+        """Run one SQL statement in the ``prefect`` database; its unaligned output."""
+        address = ("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres")
+        return self._run("psql", *address, "-d", "prefect", "-tAc", sql).strip()
 
     @property
     def url(self) -> str:
@@ -443,6 +450,7 @@ class Deployed:
         upload_slots: int,
         catalog_runs: int = 0,
         prefix: str = "SUBJ",
+        emit_events: bool = True,
         timeout: float = 240.0,
     ) -> tuple[float, list[Any], dict[str, Any]]:
         """Start ``runs`` ingest (+ ``catalog_runs`` refresh) deployment runs at once; wait.
@@ -487,6 +495,7 @@ class Deployed:
                             "session": f"{subject}_MR1",
                             "batches": batches,
                             "max_workers": batches,
+                            "emit_events": emit_events,
                             **FAST_SETTLE,
                         },
                     ).id

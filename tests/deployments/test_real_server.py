@@ -129,16 +129,24 @@ def test_scheduled_archive_and_event_triggered_downstream(deployed: Any) -> None
         staging = deployed.stack.root / "home" / "xnat-staging"
         assert any(p.is_file() for p in staging.rglob("*")), "nothing staged"
 
-        # the ingest runs of test (a) emitted the same event: one staging run per session
-        for k in range(INGEST_RUNS):
-            experiment_id = deployed.experiment_id(INGEST_PROJECT, f"SUBJ{k:02d}_MR1")
+        # the ingest runs of test (a), when it ran, emitted the event too: one run per session
+        reply = deployed.rest.get(
+            f"/data/projects/{INGEST_PROJECT}/experiments", params={"format": "json"}
+        )
+        ingested = [
+            row["ID"]
+            for row in reply.json()["ResultSet"]["Result"]
+            if row["label"].startswith("SUBJ")
+        ]
+        for experiment_id in ingested:
             runs = deployed.wait(staged(experiment_id), timeout=90, what="ingest downstream")
             assert [r.state.name for r in runs] == ["Completed"], experiment_id
 
         # A repeated event for a staged session is absorbed by the trigger (one run per
         # session per hour); an event for another session, emitted after it, starts a run.
+        deployed.import_study(INGEST_PROJECT, "QUIET01", seed=71)  # archived, no event
         _emit(deployed, experiment_id=archived, project=project)
-        seeded = deployed.experiment_id(INGEST_PROJECT, "SEED01_MR1")
+        seeded = deployed.experiment_id(INGEST_PROJECT, "QUIET01_MR1")
         _emit(deployed, experiment_id=seeded, project=INGEST_PROJECT)
         deployed.wait(staged(seeded), timeout=90, what="run for the emitted event")
         sessions = [r.parameters.get("sessions") for r in deployed.runs_of(client, stage_id)]

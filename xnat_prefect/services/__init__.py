@@ -22,7 +22,7 @@ from xnat_prefect.services.base import BaseService, SessionRef
 from xnat_prefect.services.downloads import DownloadService
 from xnat_prefect.services.pipelines import JobState, PipelineService
 from xnat_prefect.services.prearchive import ArchiveResult, PrearchiveService
-from xnat_prefect.services.projects import ProjectService
+from xnat_prefect.services.projects import ProjectNotEmptyError, ProjectService
 from xnat_prefect.services.resources import ResourceService
 from xnat_prefect.services.scans import ScanService
 from xnat_prefect.services.sessions import SessionService
@@ -37,6 +37,7 @@ __all__ = [
     "JobState",
     "PipelineService",
     "PrearchiveService",
+    "ProjectNotEmptyError",
     "ProjectService",
     "ResourceService",
     "ScanService",

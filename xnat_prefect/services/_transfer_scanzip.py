@@ -128,8 +128,14 @@ def fetch_scan_zips(
     lock = threading.Lock()
     staging_root = out / f".xnat-zips-{uuid.uuid4().hex[:12]}"
 
+    layout_differs = threading.Event()
+
     def one(scan: str) -> None:
         indexes = groups[scan]
+        if layout_differs.is_set():  # an earlier zip matched nothing: don't download twice
+            with lock:
+                outcome.leftovers.extend(indexes)
+            return
         staging = staging_root / f"scan-{len(scan)}-{uuid.uuid4().hex[:8]}"
         try:
             size = fetch_archive(
@@ -148,6 +154,14 @@ def fetch_scan_zips(
                 outcome.leftovers.extend(indexes)
             return
         placed, missed = _place(files, indexes, staging / "x", out, settings, ledger)
+        if not placed and any((staging / "x").rglob("*")):
+            logger.warning(
+                "The zip of scan %s does not use the expected layout (%s/...); fetching the "
+                "remaining scans file by file",
+                scan,
+                files[indexes[0]].local.parent,
+            )
+            layout_differs.set()
         for index in placed:
             tracker.item_done(True, files[index].name)
         with lock:

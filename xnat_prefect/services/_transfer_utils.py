@@ -13,7 +13,7 @@ from xnat_prefect._redact import get_logger
 from xnat_prefect.dicom import batching as _batching
 from xnat_prefect.dicom import collect as _collect
 from xnat_prefect.errors import InvalidInputError
-from xnat_prefect.services.base import check_ref
+from xnat_prefect.services.base import check_new_label, check_ref
 
 __all__ = [
     "archive_destination_params",
@@ -144,14 +144,21 @@ def scan_source(root: Path) -> tuple[list[Path], int]:
 def check_target(project: str, subject: str, session: str) -> None:
     """Check the ids of an upload destination.
 
+    The subject and session labels are the ones XNAT creates (or merges into), so they must be
+    valid new labels: letters, digits, ``_`` and ``-``, at most 255 of them. Checked before
+    any byte is sent, so a bad label never leaves files behind in the prearchive.
+
     Args:
         project: Project ID.
         subject: Subject label.
         session: Session label.
+
+    Raises:
+        InvalidInputError: A bad id or label; the message names it and the fix.
     """
     check_ref(project, "project")
-    check_ref(subject, "subject")
-    check_ref(session, "session")
+    check_new_label(subject, "subject")
+    check_new_label(session, "session")
 
 
 def check_workers(value: int, name: str) -> int:

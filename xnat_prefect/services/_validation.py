@@ -15,6 +15,7 @@ from urllib.parse import quote
 from xnat_prefect.errors import InvalidInputError
 
 __all__ = [
+    "MAX_LABEL_LENGTH",
     "VALID_LABEL",
     "apply_limit",
     "check_choice",
@@ -29,6 +30,8 @@ T = TypeVar("T")
 
 VALID_LABEL = re.compile(r"^[A-Za-z0-9_\-]+$")
 """What XNAT accepts for new project IDs and subject/experiment labels (else 417/400)."""
+MAX_LABEL_LENGTH = 255
+"""Longest label XNAT can store (database column, and a folder name in the archive)."""
 
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f/\\,*?#]")
 
@@ -78,7 +81,8 @@ def check_ref(value: Any, name: str) -> str:
 def check_new_label(value: Any, name: str) -> str:
     """Check a label (or project ID) about to be created or assigned.
 
-    XNAT accepts letters, digits, ``_`` and ``-`` only (else 417 "Invalid character").
+    XNAT accepts letters, digits, ``_`` and ``-`` only (else 417 "Invalid character"), at most
+    :data:`MAX_LABEL_LENGTH` of them.
 
     Args:
         value: The new label.
@@ -88,7 +92,7 @@ def check_new_label(value: Any, name: str) -> str:
         The label, unchanged.
 
     Raises:
-        InvalidInputError: Empty or with other characters; the message shows the fix.
+        InvalidInputError: Empty, too long or with other characters; the message shows the fix.
 
     Example:
         ```python
@@ -96,6 +100,11 @@ def check_new_label(value: Any, name: str) -> str:
         ```
     """
     check_ref(value, name)
+    if len(value) > MAX_LABEL_LENGTH:
+        raise InvalidInputError(
+            f"{name} is {len(value)} characters long; XNAT stores labels in {MAX_LABEL_LENGTH}-"
+            f"character columns and as folder names: shorten it (e.g. {value[:32]!r})"
+        )
     if not VALID_LABEL.match(value):
         suggestion = re.sub(r"[^A-Za-z0-9_\-]", "_", value)
         raise InvalidInputError(

@@ -27,7 +27,7 @@ from xnat_prefect.services.base import (
 from xnat_prefect.services.sessions import SessionService
 from xnat_prefect.services.subjects import SubjectService
 
-__all__ = ["ACCESSIBILITY_LEVELS", "ProjectService"]
+__all__ = ["ACCESSIBILITY_LEVELS", "ProjectNotEmptyError", "ProjectService"]
 
 logger = get_logger(__name__)
 
@@ -43,6 +43,23 @@ def _from_filtered_row(row: dict[str, str]) -> Project:
         data["pi_lastname"] = last.strip()
         data["pi_firstname"] = first.strip()
     return Project.model_validate(data)
+
+
+class ProjectNotEmptyError(ConflictError, RuntimeError):
+    """Refused to delete a project that still holds data (XNAT would delete all of it).
+
+    A :class:`~xnat_prefect.errors.ConflictError` (status 409, never retried) and, like the
+    subject guard, a ``RuntimeError``.
+
+    Args:
+        message: What was refused and how to proceed.
+        contents: What the project holds (``subjects``, ``experiments``, ``files``).
+        path: The project URL.
+    """
+
+    def __init__(self, message: str, *, contents: dict[str, int], path: str) -> None:
+        super().__init__(409, message, method="DELETE", path=path)
+        self.contents = contents
 
 
 class ProjectService(BaseService):
@@ -204,20 +221,25 @@ class ProjectService(BaseService):
             project = self.get(project_id)
         return project
 
-    def delete(self, project_id: str, remove_files: bool = False) -> bool:
+    def delete(self, project_id: str, remove_files: bool = False, force: bool = False) -> bool:
         """Delete a project.
 
-        XNAT answers 400 (not 404) for a missing project; that becomes
-        :class:`ResourceNotFoundError`. A deleted project's ID cannot be reused on XNAT.
+        Refuses (and logs the refusal) when the project still holds subjects, experiments or
+        project resource files, because XNAT deletes all of them with it; pass ``force=True``
+        to delete it anyway (logged at WARNING with what it held). XNAT answers 400 (not 404)
+        for a missing project; that becomes :class:`ResourceNotFoundError`. A deleted project's
+        ID cannot be reused on XNAT.
 
         Args:
             project_id: Project ID.
             remove_files: Also remove files from filesystem (``removeFiles=true``).
+            force: Delete a project that still holds data.
 
         Returns:
             True if successful.
 
         Raises:
+            ProjectNotEmptyError: The project holds data and ``force`` is False.
             ResourceNotFoundError: No such project (or not visible).
             PermissionDeniedError: The user is not an owner.
 
@@ -227,6 +249,17 @@ class ProjectService(BaseService):
             ```
         """
         path = self.project_path(project_id, "project_id")
+        contents = self._contents(path)
+        held = ", ".join(f"{n} {kind}" for kind, n in contents.items() if n)
+        if held and not force:
+            logger.warning("Refused to delete project %s: it holds %s", project_id, held)
+            raise ProjectNotEmptyError(
+                f"project {project_id!r} holds {held}; deleting it would delete all of them. "
+                "Delete or move them first, or pass force=True to delete the project with "
+                "everything in it",
+                contents=contents,
+                path=path,
+            )
         params = {"removeFiles": "true"} if remove_files else None
         try:
             self.client.delete(path, params=params)
@@ -240,8 +273,28 @@ class ProjectService(BaseService):
                 method=exc.method,
                 path=exc.path,
             ) from exc
-        logger.warning("Deleted project %s (remove_files=%s)", project_id, remove_files)
+        logger.warning(
+            "Deleted project %s (remove_files=%s%s)",
+            project_id,
+            remove_files,
+            f", forced: it held {held}" if held else "",
+        )
         return True
+
+    def _contents(self, path: str) -> dict[str, int]:
+        """Subjects, experiments and project resource files of a project (0 when unreadable)."""
+        counts: dict[str, int] = {}
+        for kind, listing in (("subjects", "subjects"), ("experiments", "experiments")):
+            try:
+                rows = self.client.get_result_set(f"{path}/{listing}", {"columns": "ID"})
+            except ResourceNotFoundError:
+                rows = []
+            counts[kind] = len(rows)
+        try:
+            counts["project resource files"] = len(self.client.get_result_set(f"{path}/files"))
+        except ResourceNotFoundError:
+            counts["project resource files"] = 0
+        return counts
 
     def get_subjects(self, project_id: str, limit: int | None = None) -> builtins.list[Subject]:
         """Get subjects in a project (``GET /data/projects/{P}/subjects``).
