@@ -22,9 +22,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr
 
@@ -40,6 +44,7 @@ from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.flows.download import download_sessions
 from xnat_prefect.flows.ingest import ingest_dicom
 from xnat_prefect.services.ledger import ENV_LEDGER_DIR
+from xnat_prefect.tasks.limits import limit_name
 from xnat_prefect.testing.server import XNATEmulator
 
 BIG_BYTES = 6 * 1024 * 1024
@@ -84,6 +89,27 @@ with XNATClient(a["url"], "admin", "admin") as client:
 
 class ResentConfirmedFilesError(AssertionError):
     """A re-run sent files that XNAT had already confirmed (the known BUG-3)."""
+
+
+class LeakedSlotsError(AssertionError):
+    """A killed run still holds the server's concurrency slots (the known BUG-13)."""
+
+
+def held_slots(url: str, kind: str) -> int:
+    """Slots of the server's ``kind`` limit that are taken right now."""
+    name = limit_name(urlsplit(url).netloc.lower(), kind)
+    with get_client(sync_client=True) as client:
+        try:
+            return int(client.read_global_concurrency_limit_by_name(name).active_slots)
+        except ObjectNotFound:
+            return 0
+
+
+def release_slots(url: str, kind: str) -> None:
+    """What an operator does after a crash (or what lease expiry does, minutes later)."""
+    name = limit_name(urlsplit(url).netloc.lower(), kind)
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
 
 
 @pytest.fixture
@@ -185,6 +211,8 @@ def test_download_killed_mid_file_resumes_with_range_and_refetches_nothing_confi
             assert md5_file(path) == digests[path.name], f"corrupt file {path}"
         part_bytes = part.stat().st_size
         assert 0 < part_bytes < BIG_BYTES
+        leaked = held_slots(url, "downloads")
+        release_slots(url, "downloads")
         # re-run (same URL, so the same ledger scope), at full speed
         proxy.down_bytes_per_second = None
         lab.emulator.reset_metrics()
@@ -209,6 +237,7 @@ def test_download_killed_mid_file_resumes_with_range_and_refetches_nothing_confi
         rerun_big_file_bytes=metrics["bytes_out"].get(FILE_KEY, 0),
         rerun_single_dicom_gets=dicom_gets,
         rerun_zip_requests=metrics["requests"].get(ZIP_KEY, 0),
+        slots_held_after_kill=leaked,
         lost=0,
     )
 
@@ -274,14 +303,17 @@ def test_upload_service_killed_mid_ingest_resumes_from_the_ledger(
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    raises=ResentConfirmedFilesError,
+    raises=(ResentConfirmedFilesError, LeakedSlotsError),
     reason="BUG-3 (docs/reliability.md): ingest_dicom sends with UploadService(ledger=False), "
-    "so a re-run after a crash sends every file again",
+    "so a re-run after a crash sends every file again; BUG-13: the killed run keeps its "
+    "'uploads' slots until their lease expires, so the re-run first waits for them",
 )
 def test_ingest_flow_killed_mid_ingest_reruns_to_one_complete_session(
     prefect: None, lab: Inspector, tmp_path: Path
 ) -> None:
     folder, manifest, accepted = _crash_ingest(lab, tmp_path, INGEST_CODE)
+    leaked = held_slots(lab.emulator.url, "uploads")
+    release_slots(lab.emulator.url, "uploads")  # else the re-run waits for the lease to expire
     lab.emulator.reset_metrics()
     result = ingest_dicom(
         _creds(lab.emulator.url),
@@ -304,8 +336,11 @@ def test_ingest_flow_killed_mid_ingest_reruns_to_one_complete_session(
         files=len(manifest.files),
         accepted_before_kill=accepted,
         sent_on_rerun=resent,
+        slots_held_after_kill=leaked,
         lost=0,
     )
+    if leaked:
+        raise LeakedSlotsError(f"the killed run still held {leaked} 'uploads' slot(s)")
     if resent > len(manifest.files) - accepted + 4:
         raise ResentConfirmedFilesError(
             f"the re-run sent {resent} file(s); {accepted} had been confirmed before the crash"
