@@ -181,3 +181,30 @@ def test_serve_check_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
     assert serve.main(["--limit", "0"]) == 2
     with pytest.raises(serve.DeploymentFileError, match="interval, cron or rrule"):
         serve.build_schedules({"name": "x", "schedules": [{"every": 5}]})
+
+
+@pytest.mark.parametrize(
+    ("variable", "path"),
+    [
+        (
+            "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS",
+            ("server", "concurrency", "maximum_concurrency_slot_wait_seconds"),
+        ),
+        (
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS",
+            ("server", "deployments", "concurrency_slot_wait_seconds"),
+        ),
+        ("PREFECT_WORKER_QUERY_SECONDS", ("worker", "query_seconds")),
+    ],
+)
+def test_documented_settings_exist(
+    variable: str, path: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.settings.models.root import Settings
+
+    monkeypatch.setenv(variable, "7")
+    value: Any = Settings()
+    for part in path:
+        value = getattr(value, part)
+    assert value == 7
+    assert variable in (REPO / "docs" / "deploying.md").read_text()

@@ -22,7 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.exceptions import ObjectNotFound
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 REPO = Path(__file__).resolve().parents[2]
 IMPORT_KEY = "POST /data/services/import"
@@ -32,7 +32,7 @@ INGEST_RUNS = 4
 BATCHES = 4
 
 
-def test_concurrent_runs_hold_the_upload_limit_across_two_workers(deployed: Any) -> None:
+def _concurrent_runs_hold_the_upload_limit_across_two_workers(deployed: Any) -> None:
     """(a) 4 ingest + 2 catalog-refresh runs at once on 2 workers; uploads <= 3 in flight."""
     deployed.import_study(INGEST_PROJECT, "SEED01", seed=90)  # something for the catalogs
     elapsed, runs, metrics = deployed.ingest_concurrently(
@@ -76,7 +76,7 @@ def _emit(deployed: Any, *, experiment_id: str, project: str) -> None:
     )
 
 
-def test_scheduled_archive_and_event_triggered_downstream(deployed: Any) -> None:
+def _scheduled_archive_and_event_triggered_downstream(deployed: Any) -> None:
     """(b) the prearchive schedule fires and archives; each archived event stages the session."""
     project = deployed.project
     deployed.import_study(project, "PRE01", seed=70, dest=f"/prearchive/projects/{project}")
@@ -153,7 +153,7 @@ def test_scheduled_archive_and_event_triggered_downstream(deployed: Any) -> None
         assert sessions.count([archived]) == 1, sessions
 
 
-def test_serve_script_serves_the_same_deployments(deployed: Any) -> None:
+def _serve_script_serves_the_same_deployments(deployed: Any) -> None:
     """deployments/serve.py refuses to shadow a work-pool deployment, then replaces and runs it."""
     stack = deployed.stack
     command = [
@@ -202,3 +202,17 @@ def test_serve_script_serves_the_same_deployments(deployed: Any) -> None:
         (run,) = deployed.wait_final(client, [run_id], timeout=90)
     assert run.state and run.state.is_completed(), stack.tail("serve")
     assert run.work_pool_name is None
+
+
+def test_deployments_on_a_real_server_with_two_workers(deployed: Any) -> None:
+    """The three checks share one stack, in this order, in one test.
+
+    One test function, not three: under ``pytest -n`` (xdist ``--dist load``) three tests of
+    this module could land on three workers and each would start its own server and workers.
+    """
+    print("\n(a) concurrent ingest and catalog runs under the uploads limit")
+    _concurrent_runs_hold_the_upload_limit_across_two_workers(deployed)
+    print("(b) scheduled prearchive run, event-triggered staging, duplicate events absorbed")
+    _scheduled_archive_and_event_triggered_downstream(deployed)
+    print("(c) deployments/serve.py")
+    _serve_script_serves_the_same_deployments(deployed)

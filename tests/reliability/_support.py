@@ -149,11 +149,12 @@ class Inspector:
     def study(
         self, name: str = "study", *, files: int = FILES, project: str | None = "P1", **options: Any
     ) -> tuple[Path, StudyManifest]:
-        """A synthetic study of about ``files`` small files in ``SERIES`` series."""
+        """A synthetic study of about ``files`` small files (4 series, or one per 50 files)."""
         folder = self.tmp_path / name
         options.setdefault("subject", "SUBJ01")
         options.setdefault("session", "SUBJ01_MR1")
-        series = options.pop("series", min(SERIES, files))
+        # 4 series, or one per 50 files for big studies (zip batches keep series whole)
+        series = options.pop("series", min(files, max(SERIES, files // 50)))
         options.setdefault("rows", 24)
         options.setdefault("cols", 24)
         manifest = generate_study(

@@ -47,7 +47,7 @@ from xnat_prefect.services.ledger import ENV_LEDGER_DIR
 from xnat_prefect.tasks.limits import limit_name
 from xnat_prefect.testing.server import XNATEmulator
 
-BIG_BYTES = 6 * 1024 * 1024
+BIG_BYTES = 4 * 1024 * 1024
 #: Bytes the killed child's last reply may still push after the metrics were reset.
 SLACK = 256 * 1024
 IMPORT_KEY = "POST /data/services/import"

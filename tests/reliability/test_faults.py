@@ -3,7 +3,7 @@
 Every XNAT route answers 10 % 5xx, drops 2 % of connections, rate-limits 2 % with
 ``Retry-After``, waits 0-200 ms, and the import service adds 3 % transient 400s. The C-STORE
 transport is not HTTP: its DICOM associations go through :class:`AbortingProxy`, which resets
-two of them before the association is negotiated (the batch task is retried); its settle and
+one of them before the association is negotiated (the batch task is retried); its settle and
 verify phases see the HTTP faults. Resets in the middle of an association are their own test
 (they expose BUG-1, see ``docs/reliability.md``).
 
@@ -84,8 +84,8 @@ def test_ingest_under_faults_archives_every_file_exactly_once(
     options: dict[str, Any] = dict(WAIT)
     proxy: AbortingProxy | None = None
     if transport == "cstore":
-        # connections 0 and 2 are reset before their association is negotiated
-        proxy = AbortingProxy("127.0.0.1", lab.emulator.dicom_port, {0: 0, 2: 0}).start()
+        # connection 0 is reset before its association is negotiated (the task is retried)
+        proxy = AbortingProxy("127.0.0.1", lab.emulator.dicom_port, {0: 0}).start()
         options["dicom_node"] = DicomNode(
             host="127.0.0.1", port=proxy.port, called_ae_title=lab.emulator.dicom_ae_title
         )
@@ -96,7 +96,7 @@ def test_ingest_under_faults_archives_every_file_exactly_once(
             creds,
             str(folder),
             transport=transport,
-            batches=4,
+            batches=len(manifest.series) if transport == "parallel-zip" else 4,
             max_workers=4,
             # BUG-2: the flow's MD5 check cannot pass for C-STORE (the receiver writes its own
             # file meta); the archived datasets are compared below instead
@@ -139,7 +139,7 @@ def test_ingest_under_faults_archives_every_file_exactly_once(
     elif transport == "parallel-zip":
         assert accepted == len(result.batches)
     else:
-        assert proxy is not None and proxy.stats.aborted == 2
+        assert proxy is not None and proxy.stats.aborted == 1
     lost = len(manifest.all_sop_uids - set(archived.sop_uids))
     assert lost == 0
     record_figures(
@@ -172,7 +172,7 @@ def test_cstore_associations_reset_mid_batch_lose_nothing(
 ) -> None:
     lab.project("P1")
     lab.emulator.set_timing(rebuild_quiet_seconds=QUIET_SECONDS)
-    folder, manifest = lab.study(files=min(FILES, 120))
+    folder, manifest = lab.study(files=40)
     batch_bytes = manifest.total_bytes // 4
     cuts = {0: batch_bytes // 5, 1: batch_bytes // 3, 2: batch_bytes // 2, 3: batch_bytes // 4}
     with AbortingProxy("127.0.0.1", lab.emulator.dicom_port, cuts) as proxy:
@@ -180,7 +180,7 @@ def test_cstore_associations_reset_mid_batch_lose_nothing(
             host="127.0.0.1",
             port=proxy.port,
             called_ae_title=lab.emulator.dicom_ae_title,
-            timeout_seconds=5,
+            timeout_seconds=2,
         )
         result = ingest_dicom(
             creds, str(folder), transport="cstore", dicom_node=node, batches=4, **WAIT

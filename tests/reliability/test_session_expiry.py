@@ -1,10 +1,11 @@
-"""Suite 2 - session expiry: the JSESSION dies every second during a long transfer and a long wait.
+"""Suite 2 - session expiry: JSESSIONs die twice a second during a long transfer and a long wait.
 
-A thread calls ``XNATEmulator.expire_sessions()`` every ``EVERY`` seconds (XNAT's idle timeout or
-a restart, scaled down). The flows must finish with exactly one re-login per expiry for each
-client that is still working: the pipeline wait polls through one shared client, so its
-``login_count`` is 1 + the expiries it lived through; the transfer uses one client per batch
-thread plus the shared one, so its re-logins are bounded by the sessions the expiries killed.
+A thread calls ``XNATEmulator.expire_sessions()`` every ``EVERY`` (0.5) seconds (XNAT's idle
+timeout or a restart, scaled down). The flows must finish with exactly one re-login per expiry
+for each client that is still working: the pipeline wait polls through one shared client, so
+its ``login_count`` is 1 + the expiries it lived through; the transfer uses one client per
+batch thread plus the shared one, so its re-logins are bounded by the sessions the expiries
+killed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from xnat_prefect.flows.ingest import ingest_dicom
 from xnat_prefect.flows.pipelines import run_pipeline_and_wait
 from xnat_prefect.testing.server import XNATEmulator
 
-EVERY = 1.0
+EVERY = 0.5
 COMMAND = {
     "name": "slowtool",
     "version": "1.0",
