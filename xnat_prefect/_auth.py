@@ -37,6 +37,7 @@ __all__ = [
     "logout",
     "looks_like_login_page",
     "server_of",
+    "session_alive",
     "session_cookie_header",
 ]
 
@@ -339,6 +340,30 @@ def login(http: httpx.Client, creds: Credentials, *, base_url: str) -> tuple[str
     user = _whoami(http, session_id, base_url, creds)
     logger.debug("Logged in to %s as %s", base_url, user)
     return session_id, user
+
+
+def session_alive(http: httpx.Client, session_id: str | None, *, timeout: float = 10.0) -> bool:
+    """Whether a JSESSION is still logged in (``GET /xapi/users/username``; never raises).
+
+    Args:
+        http: The client's httpx client.
+        session_id: The session to check (None: not alive).
+        timeout: Seconds to wait at most.
+
+    Returns:
+        False when XNAT answers 401 or its login page; True otherwise (also when it cannot tell).
+    """
+    if session_id is None:
+        return False
+    headers = {"Cookie": session_cookie_header(session_id)}
+    request = http.build_request("GET", WHOAMI_PATH, headers=headers, timeout=timeout)
+    try:
+        response = http.send(request, follow_redirects=False)
+    except httpx.HTTPError:
+        return True
+    if response.status_code in (301, 302, 303, 307, 401):
+        return False
+    return not (response.status_code == 200 and looks_like_login_page(response.text))
 
 
 def logout(http: httpx.Client, session_id: str, *, timeout: float = 5.0) -> bool:

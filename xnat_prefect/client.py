@@ -2,9 +2,10 @@
 
 * Login with ``POST /data/JSESSION`` (HTTP Basic once), then every request carries the
   ``JSESSIONID`` cookie. The login is verified with ``GET /xapi/users/username``.
-* A 401 (or XNAT's login page where JSON was expected) mid-work triggers ONE transparent
-  re-login and a resend. Re-login is de-duplicated across threads: a lock plus a session
-  generation counter, so N threads hitting the same expired session cause one login.
+* A 401 (or XNAT's login page where JSON was expected) mid-work triggers a transparent
+  re-login and a resend (again, up to 3 times, only if the fresh session died too).
+  Re-login is de-duplicated across threads: a lock plus a session generation counter, so N
+  threads hitting the same expired session cause one login.
 * Errors map to :mod:`xnat_prefect.errors`; transient ones are retried with tenacity
   (:mod:`xnat_prefect._retry`): GET/HEAD/PUT/DELETE/OPTIONS always, POST only when the request
   provably never reached the server. A body that is a stream can only be resent if it is
@@ -36,6 +37,7 @@ from xnat_prefect._auth import (
     SessionState,
     login,
     logout,
+    session_alive,
 )
 from xnat_prefect._redact import get_logger, install_redaction
 from xnat_prefect._retry import RetryPolicy, call_with_retry
@@ -76,6 +78,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 POOL_MAX_CONNECTIONS = 32
 POOL_MAX_KEEPALIVE = 16
 MAX_REDIRECTS = 10
+MAX_RELOGINS = 3
+"""Re-logins one request may cause (each after its fresh session was found dead again)."""
 
 
 class XNATClient:
@@ -310,6 +314,21 @@ class XNATClient:
             )
         return response
 
+    def _relogin_wanted(
+        self, response: httpx.Response, done: int, session_id: str | None, *, expect_json: bool
+    ) -> bool:
+        """Whether a reply calls for (another) re-login and resend.
+
+        The first "not logged in" reply always does. One right after a re-login does only if
+        that fresh session has died too (expired again meanwhile, checked with one whoami call),
+        at most :data:`MAX_RELOGINS` times: a 401 with a live session is the resource's answer.
+        """
+        if self._credentials.basic is None or not session_lost(response, expect_json=expect_json):
+            return False
+        if done == 0:
+            return True
+        return done < MAX_RELOGINS and not session_alive(self._http, session_id)
+
     def _execute(
         self,
         method: str,
@@ -326,7 +345,7 @@ class XNATClient:
         body = RewindableBody(options.get("content"), options.get("files"))
         timeout = options.get("timeout")
         redirects = bool(options.get("allow_redirects", False))
-        state = {"attempts": 0, "relogged": False}
+        state = {"attempts": 0, "relogins": 0}
 
         def build() -> httpx.Request:
             return self._http.build_request(
@@ -348,15 +367,14 @@ class XNATClient:
             self._ensure_session()
             generation, session_id = self._session.snapshot()
             response = send(self._http, build(), session_id, stream=stream, redirects=redirects)
-            can_relogin = self._credentials.basic is not None and not state["relogged"]
-            if can_relogin and session_lost(response, expect_json=expect_json):
-                if not body.rewindable:
-                    return self._finish(response, expect_json=expect_json)
+            while body.rewindable and self._relogin_wanted(
+                response, state["relogins"], session_id, expect_json=expect_json
+            ):
                 response.close()
-                state["relogged"] = True
+                state["relogins"] += 1
                 self._relogin(generation)
                 body.rewind()
-                _, session_id = self._session.snapshot()
+                generation, session_id = self._session.snapshot()
                 response = send(self._http, build(), session_id, stream=stream, redirects=redirects)
             return self._finish(response, expect_json=expect_json)
 

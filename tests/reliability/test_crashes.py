@@ -221,6 +221,7 @@ def test_download_killed_mid_file_resumes_with_range_and_refetches_nothing_confi
     assert result.verified and not result.failed
     files = _final_files(out)
     assert leftovers(out) == [] and not list(out.rglob(".xnat-zips-*"))
+    assert len(files) == len(manifest.files) + 1  # every DICOM file and big.bin
     assert sorted(p.name for p in files) == sorted(digests)
     assert all(md5_file(p) == digests[p.name] for p in files)
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in before.items())  # kept, not refetched
