@@ -137,6 +137,9 @@ class Child:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 env=env,
+                # Not the repository root: there `python -c` would import the source folder
+                # xnat_prefect/ (no flows/blocks mapping) instead of the installed package.
+                cwd=tmp_path,
             )
 
     def kill_when(self, ready: Callable[[], bool], timeout: float = 90.0) -> None:

@@ -221,7 +221,9 @@ def fetch_file(
             )
         if settings.verify and remote.digest and md5 != remote.digest:
             part.unlink(missing_ok=True)
-            mismatches += 1
+            # a resumed file can carry foreign bytes from a cut reply (a proxy's page, say):
+            # start again from zero; only whole downloads that mismatch count against the server
+            mismatches += 1 if start == 0 else 0
             if mismatches > 1:
                 raise VerificationError(
                     f"{remote.name}: MD5 {md5} of the downloaded bytes differs from the "
