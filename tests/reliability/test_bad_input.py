@@ -348,7 +348,8 @@ def _download_full_disk(ctx: Ctx) -> Any:
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(ctx.out)], capture_output=True
     )
-    assert mounted.returncode == 0, f"tmpfs mount failed (needs root): {mounted.stderr!r}"
+    if mounted.returncode != 0:  # an environment problem: a real failure, never the xfail
+        pytest.fail(f"tmpfs mount failed (the case needs root): {mounted.stderr!r}")
     ctx.cleanups.append(lambda: subprocess.run(["umount", "-l", str(ctx.out)], check=False))
     return download_sessions(ctx.creds, [experiment], str(ctx.out))
 
