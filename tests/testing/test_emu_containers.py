@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from tests.testing._support import logged_in, make_experiment
 from xnat_prefect.testing import XNATEmulator
-from xnat_prefect.testing.store import now_text
 
 COMMAND = {
     "name": "dcm2niix",
@@ -28,38 +27,6 @@ COMMAND = {
         }
     ],
 }
-
-
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=10) as client:
-        yield client
-
-
-def _experiment(emu: XNATEmulator, client: httpx.Client, project: str = "P1") -> str:
-    """An MR session (REST when available, else straight into the store)."""
-    client.put(f"/data/projects/{project}")
-    reply = client.put(
-        f"/data/projects/{project}/subjects/S1/experiments/E1",
-        params={"xsiType": "xnat:mrSessionData"},
-    )
-    if reply.status_code in (200, 201) and reply.text.strip():
-        return reply.text.strip()
-    state = emu.state
-    assert state is not None
-    subject_id, experiment_id = state.accession_id("S"), state.accession_id("E")
-    state.store.execute(
-        "INSERT INTO subjects(id, project, label, insert_date) VALUES(?,?,?,?)",
-        (subject_id, project, "S1", now_text()),
-    )
-    state.store.execute(
-        "INSERT INTO experiments(id, project, subject_id, label, xsi_type, insert_date) "
-        "VALUES(?,?,?,?,?,?)",
-        (experiment_id, project, subject_id, "E1", "xnat:mrSessionData", now_text()),
-    )
-    return experiment_id
 
 
 def _install(client: httpx.Client, project: str | None = "P1") -> tuple[int, int]:
@@ -105,7 +72,7 @@ def _launch(client: httpx.Client, wrapper_id: int, session: str) -> dict[str, An
 
 def test_command_crud(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         created = admin.post("/xapi/commands", json=COMMAND)
         assert created.status_code == 201 and isinstance(created.json(), int)
         command_id = created.json()
@@ -134,8 +101,8 @@ def test_command_crud(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_enablement_site_and_project(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         command_id = admin.post("/xapi/commands", json=COMMAND).json()
         site = f"/xapi/commands/{command_id}/wrappers/dcm2niix-session"
         project = f"/xapi/projects/P1/commands/{command_id}/wrappers/dcm2niix-session"
@@ -162,8 +129,8 @@ def test_enablement_site_and_project(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_launch_runs_to_complete_with_history_and_logs(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         _, wrapper_id = _install(admin)
         report = _launch(admin, wrapper_id, experiment)
         assert report["status"] == "success" and report["wrapper-id"] == wrapper_id
@@ -194,8 +161,8 @@ def test_launch_runs_to_complete_with_history_and_logs(xnat_emulator: XNATEmulat
 
 
 def test_failed_outcome(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         _, wrapper_id = _install(admin)
         _outcomes(xnat_emulator, {"dcm2niix-session": "Failed"})
         wf_id = _launch(admin, wrapper_id, experiment)["workflow-id"]
@@ -211,8 +178,8 @@ def test_failed_outcome(xnat_emulator: XNATEmulator) -> None:
 
 def test_hang_then_kill(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
+        experiment = make_experiment(admin)
         admin.put("/data/projects/P1/users/member/bob")
         _, wrapper_id = _install(admin)
         _outcomes(xnat_emulator, {str(wrapper_id): "Hang"})
@@ -237,8 +204,8 @@ def test_hang_then_kill(xnat_emulator: XNATEmulator) -> None:
 
 def test_completion_after_n_polls(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.set_timing(job_polls=4, job_run_seconds=600)
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         _, wrapper_id = _install(admin)
         wf_id = _launch(admin, wrapper_id, experiment)["workflow-id"]
         time.sleep(0.4)
@@ -247,8 +214,8 @@ def test_completion_after_n_polls(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_deprecated_and_odd_launches(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         command_id, wrapper_id = _install(admin)
         old = admin.post(
             f"/xapi/projects/P1/commands/{command_id}/wrappers/dcm2niix-session/launch",
@@ -277,8 +244,8 @@ def test_deprecated_and_odd_launches(xnat_emulator: XNATEmulator) -> None:
 
 def test_bulk_launch_and_visibility(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
+        experiment = make_experiment(admin)
         admin.put("/data/projects/P1/users/member/bob")
         _, wrapper_id = _install(admin)
         bulk = admin.post(

@@ -3,46 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from tests.testing._support import logged_in, make_experiment
 from xnat_prefect.testing import XNATEmulator
-from xnat_prefect.testing.store import now_text
-
-
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=10) as client:
-        yield client
-
-
-def _experiment(emu: XNATEmulator, client: httpx.Client, project: str = "P1") -> str:
-    """An MR session (REST when available, else straight into the store)."""
-    client.put(f"/data/projects/{project}")
-    reply = client.put(
-        f"/data/projects/{project}/subjects/S1/experiments/E1",
-        params={"xsiType": "xnat:mrSessionData"},
-    )
-    if reply.status_code in (200, 201) and reply.text.strip():
-        return reply.text.strip()
-    state = emu.state
-    assert state is not None
-    subject_id, experiment_id = state.accession_id("S"), state.accession_id("E")
-    state.store.execute(
-        "INSERT INTO subjects(id, project, label, insert_date) VALUES(?,?,?,?)",
-        (subject_id, project, "S1", now_text()),
-    )
-    state.store.execute(
-        "INSERT INTO experiments(id, project, subject_id, label, xsi_type, insert_date) "
-        "VALUES(?,?,?,?,?,?)",
-        (experiment_id, project, subject_id, "E1", "xnat:mrSessionData", now_text()),
-    )
-    return experiment_id
 
 
 def _seed(emu: XNATEmulator, **pipeline: Any) -> None:
@@ -79,8 +46,8 @@ def _launch(client: httpx.Client, step: str = "DicomToNifti", exp: str = "E1") -
 
 def test_pipeline_listing_and_definitions(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
-        _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
+        make_experiment(admin)
         admin.put("/data/projects/P1/users/member/bob")
         _seed(xnat_emulator, datatype="xnat:mrSessionData", path="/pipes/dcm2nii.xml")
         table = admin.get("/data/projects/P1/pipelines", params={"format": "json"}).json()
@@ -112,8 +79,8 @@ def test_pipeline_listing_and_definitions(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_launch_runs_to_complete(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         _seed(xnat_emulator, run_seconds=1.0)
         reply = _launch(admin)
         assert reply.status_code == 200 and reply.text == ""
@@ -125,8 +92,8 @@ def test_launch_runs_to_complete(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_failed_outcome_sets_details(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        make_experiment(admin)
         _seed(xnat_emulator, outcome="Failed", run_seconds=0.1)
         _launch(admin)
         _wait_for(lambda: _workflow(admin)["status"] == "Failed")
@@ -134,8 +101,8 @@ def test_failed_outcome_sets_details(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_killed_and_hung_outcomes(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        make_experiment(admin)
         _seed(xnat_emulator, name="Killer", outcome="Killed", run_seconds=0.1)
         _seed(xnat_emulator, name="Hanger", outcome="Hang", run_seconds=0.1)
         _launch(admin, "Killer")
@@ -149,8 +116,8 @@ def test_killed_and_hung_outcomes(xnat_emulator: XNATEmulator) -> None:
 
 def test_completion_after_n_polls(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.set_timing(job_polls=3, job_run_seconds=600)
-    with _client(xnat_emulator) as admin:
-        _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        make_experiment(admin)
         _seed(xnat_emulator)
         _launch(admin)
         listed = admin.get(
@@ -169,8 +136,8 @@ def test_completion_after_n_polls(xnat_emulator: XNATEmulator) -> None:
 
 def test_launch_errors(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("carl", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "carl", "pw") as carl:
-        _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "carl", "pw") as carl:
+        make_experiment(admin)
         _seed(xnat_emulator)
         admin.put("/data/projects/P1/users/collaborator/carl")
         assert (

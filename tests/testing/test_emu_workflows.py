@@ -3,48 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import httpx
-
+from tests.testing._support import logged_in, make_experiment
 from xnat_prefect.testing import XNATEmulator
 from xnat_prefect.testing.routes import workflows
-from xnat_prefect.testing.store import now_text
 
 LAUNCH = "2013-05-20 13:51:25.089"
-
-
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=10) as client:
-        yield client
-
-
-def _experiment(emu: XNATEmulator, client: httpx.Client, project: str = "P1") -> str:
-    """An MR session to hang workflows on (REST when available, else straight into the store)."""
-    client.put(f"/data/projects/{project}")
-    reply = client.put(
-        f"/data/projects/{project}/subjects/S1/experiments/E1",
-        params={"xsiType": "xnat:mrSessionData"},
-    )
-    if reply.status_code in (200, 201) and reply.text.strip():
-        return reply.text.strip()
-    state = emu.state
-    assert state is not None
-    subject_id, experiment_id = state.accession_id("S"), state.accession_id("E")
-    state.store.execute(
-        "INSERT INTO subjects(id, project, label, insert_date) VALUES(?,?,?,?)",
-        (subject_id, project, "S1", now_text()),
-    )
-    state.store.execute(
-        "INSERT INTO experiments(id, project, subject_id, label, xsi_type, insert_date) "
-        "VALUES(?,?,?,?,?,?)",
-        (experiment_id, project, subject_id, "E1", "xnat:mrSessionData", now_text()),
-    )
-    return experiment_id
 
 
 def _params(experiment: str, status: str, data_type: bool = True) -> dict[str, str]:
@@ -60,8 +24,8 @@ def _params(experiment: str, status: str, data_type: bool = True) -> dict[str, s
 
 
 def test_put_then_find_then_update_a_workflow(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         assert admin.put("/data/workflows", params=_params(experiment, "Queued")).status_code == 200
         lookup = {k: v for k, v in _params(experiment, "").items() if not k.endswith("status")}
         lookup.pop("wrk:workflowData/data_type")
@@ -86,8 +50,8 @@ def test_put_then_find_then_update_a_workflow(xnat_emulator: XNATEmulator) -> No
 
 def test_workflow_validation_and_permissions(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
+        experiment = make_experiment(admin)
         admin.put("/data/projects/P1/users/member/bob")
         incomplete = {"wrk:workflowData/id": experiment, "wrk:workflowData/status": "Queued"}
         missing = admin.put("/data/workflows", params=incomplete)
@@ -124,8 +88,8 @@ def _run(
 
 
 def test_unique_lookup_needs_all_three_keys_and_returns_one(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         first = _run(xnat_emulator, experiment, "WF", "Complete", "2024-01-02 03:04:05.100")
         _run(xnat_emulator, experiment, "WF", "Failed", "2024-01-02 03:04:06.200")
         keys = {"wrk:workflowData/id": experiment, "wrk:workflowData/pipeline_name": "WF"}
@@ -152,8 +116,8 @@ def test_unique_lookup_needs_all_three_keys_and_returns_one(xnat_emulator: XNATE
 
 
 def test_service_listing_for_one_experiment(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         old = _run(xnat_emulator, experiment, "Recon", "Complete", "2024-01-01 10:00:00.000")
         new = _run(xnat_emulator, experiment, "Recon", "Failed", "2024-01-01 11:00:00.000")
         full = _run(xnat_emulator, experiment, "ReconAll", "Complete", "2024-01-01 09:00:00.000")
@@ -187,8 +151,8 @@ def test_service_listing_for_one_experiment(xnat_emulator: XNATEmulator) -> None
 
 def test_service_listing_without_experiment(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
-        first = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
+        first = make_experiment(admin)
         reply = admin.put(
             "/data/projects/P1/subjects/S2/experiments/E2", params={"xsiType": "xnat:mrSessionData"}
         )
@@ -242,8 +206,8 @@ def test_service_listing_without_experiment(xnat_emulator: XNATEmulator) -> None
 
 
 def test_workflow_by_primary_key_service(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         wf_id = _run(xnat_emulator, experiment, "Recon", "Complete", "2024-01-01 10:00:00.000")
         xml = admin.get(f"/data/services/workflows/workflowid/{wf_id}")
         assert xml.status_code == 200 and "<wrk:Workflow" in xml.text
@@ -256,8 +220,8 @@ def test_workflow_by_primary_key_service(xnat_emulator: XNATEmulator) -> None:
 def test_module_functions_drive_a_workflow(xnat_emulator: XNATEmulator) -> None:
     state = xnat_emulator.state
     assert state is not None
-    with _client(xnat_emulator) as admin:
-        experiment = _experiment(xnat_emulator, admin)
+    with logged_in(xnat_emulator) as admin:
+        experiment = make_experiment(admin)
         wf_id = workflows.create_workflow(
             state,
             data_id=experiment,
