@@ -11,13 +11,14 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from pydicom import dcmread
 from pynetdicom import AE
 
-from xnat_prefect.testing import XNATEmulator
+from xnat_prefect.testing import Timing, XNATEmulator
 from xnat_prefect.testing.routes.imports import NotDicomError, ReceiveOptions, store_received_file
 from xnat_prefect.testing.synthetic import StudyManifest, generate_study, write_non_dicom
 
@@ -501,3 +502,39 @@ def test_archived_dicom_catalogs_carry_sop_instance_uids(
         assert 'xsi:type="cat:dcmEntry"' in catalog
         found.update(re.findall(r'UID="([^"]+)"', catalog))
     assert found == set(study.all_sop_uids)
+
+
+def test_sweeper_leaves_a_session_alone_while_its_zip_import_is_still_running(
+    xnat_emulator_factory: Any, tmp_path: Path
+) -> None:
+    """A slow entry mid-zip must not let the rebuilder archive the half-received session.
+
+    A real XNAT importer builds its own sessions in the request; the emulator once archived one
+    under the running import (quiet interval elapsed on a loaded machine) and answered 500.
+    """
+    emulator = xnat_emulator_factory(
+        timing=Timing(rebuild_quiet_seconds=0.02, sweep_interval_seconds=0.01)
+    )
+    root = tmp_path / "s"
+    study = generate_study(root, project="SLOW", series=1, instances_per_series=4)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for index, path in enumerate(study.files):
+            archive.write(path, path.relative_to(root).as_posix())
+            if index == 1:  # deflates to ~100 KB, takes a while to unpack
+                archive.writestr("padding.bin", bytes(96 * 1024 * 1024))
+    with httpx.Client(base_url=emulator.url, auth=("admin", "admin"), timeout=60) as client:
+        _project(client, "SLOW", code=4)
+        reply = client.post(
+            IMPORT,
+            params={"dest": "/prearchive/projects/SLOW", "Ignore-Unparsable": "true"},
+            content=buf.getvalue(),
+            headers={"Content-Type": "application/zip"},
+        )
+        assert reply.status_code == 200, reply.text
+        assert emulator.wait_idle(20)
+        [experiment] = _experiments(client, "SLOW")
+        files = client.get(
+            f"/data/experiments/{experiment['ID']}/scans/ALL/files", params={"format": "json"}
+        ).json()["ResultSet"]["Result"]
+        assert len(files) == 4

@@ -173,6 +173,19 @@ class Routing:
     auto_archive: bool | None
 
 
+def _plausible_raw_start(first: bytes) -> bool:
+    """Whether bytes can open a raw (preamble-less) dataset: a group 0002..0008 tag first.
+
+    Without this check pydicom's forced read walks any file (say 100 MB of zeros) element by
+    element, taking seconds per file before giving up.
+    """
+    if len(first) < 4:
+        return False
+    little = int.from_bytes(first[:2], "little")
+    big = int.from_bytes(first[:2], "big")
+    return 0x0002 <= little <= 0x0008 or 0x0002 <= big <= 0x0008
+
+
 def read_header(path: Path) -> DicomHeader | None:
     """Read the header of one DICOM file, or return ``None`` if it is not usable DICOM.
 
@@ -199,6 +212,9 @@ def read_header(path: Path) -> DicomHeader | None:
             try:
                 ds = dcmread(fp, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
             except InvalidDicomError:
+                fp.seek(0)
+                if not _plausible_raw_start(raw.read(4)):
+                    return None
                 fp.seek(0)
                 fp.truncated = False
                 ds = dcmread(

@@ -14,7 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from xnat_prefect.testing.routes._archiving import ArchiveError, ArchiveRequest, archive_session
@@ -44,6 +47,84 @@ QUEUED_STATUS = {
     "build": "QUEUED_BUILDING",
 }
 _TRUE = ("true", "1", "yes")
+_HOLDS_KEY = "prearc_import_holds"
+
+
+class ImportHold:
+    """Sessions an in-flight import request is still writing or building.
+
+    XNAT's importer builds (and maybe archives) the sessions of a DICOM-zip upload itself, in
+    the request; its rebuilder never races it. The sweeper skips held sessions for that reason,
+    however long the upload takes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[int] = Counter()
+
+    def add(self, session_id: int) -> None:
+        """Hold one more reference on a session.
+
+        Args:
+            session_id: Prearchive session id.
+        """
+        with self._lock:
+            self._counts[session_id] += 1
+
+    def release(self, session_ids: list[int]) -> None:
+        """Drop one reference per listed session.
+
+        Args:
+            session_ids: Ids previously passed to ``add``.
+        """
+        with self._lock:
+            self._counts.subtract(session_ids)
+            for session_id in session_ids:
+                if self._counts[session_id] <= 0:
+                    del self._counts[session_id]
+
+    def __contains__(self, session_id: object) -> bool:
+        with self._lock:
+            return session_id in self._counts
+
+
+def _holds(state: EmulatorState) -> ImportHold:
+    holds = state.extras.get(_HOLDS_KEY)
+    if holds is None:
+        holds = state.extras.setdefault(_HOLDS_KEY, ImportHold())
+    assert isinstance(holds, ImportHold)
+    return holds
+
+
+@contextlib.contextmanager
+def import_hold(state: EmulatorState) -> Iterator[list[int]]:
+    """Keep the sweeper off the sessions an import request receives, until it returns.
+
+    Args:
+        state: Emulator state.
+
+    Yields:
+        A list the caller appends session ids to (each is held as soon as it is appended via
+        ``hold_session``); all are released on exit.
+    """
+    held: list[int] = []
+    try:
+        yield held
+    finally:
+        _holds(state).release(held)
+
+
+def hold_session(state: EmulatorState, held: list[int], session_id: int) -> None:
+    """Hold a session for the rest of an ``import_hold`` block (once per block).
+
+    Args:
+        state: Emulator state.
+        held: The list ``import_hold`` yielded.
+        session_id: Prearchive session id.
+    """
+    if session_id not in held:
+        _holds(state).add(session_id)
+        held.append(session_id)
 
 
 def skipped_by_sweeper(row: Row) -> bool:
@@ -226,6 +307,8 @@ def _advance(state: EmulatorState, row: Row, now: float) -> None:
     status = row["status"]
     if status.startswith("QUEUED_"):
         _run_queued(state, row)
+        return
+    if session_id in _holds(state):
         return
     if status == "RECEIVING":
         if skipped_by_sweeper(row):

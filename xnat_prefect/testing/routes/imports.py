@@ -176,7 +176,19 @@ def import_service(req: EmuRequest) -> Response:
         )
     action = (req.arg("action") or "").lower()
     ignore = req.flag("Ignore-Unparsable") or action == "commit" or handler == "SI"
-    keys = _receive_archive(req, upload, kind, options, ignore=ignore)
+    with ops.import_hold(req.state) as held:
+        keys = _receive_archive(req, upload, kind, options, ignore=ignore, held=held)
+        return _finish_archive_import(req, keys, handler, action, dest, options)
+
+
+def _finish_archive_import(
+    req: EmuRequest,
+    keys: list[PrearcKey],
+    handler: str,
+    action: str,
+    dest: Destination | None,
+    options: ReceiveOptions,
+) -> Response:
     if handler == "SI":
         return _si(req, keys, dest)
     if options.direct_archive or not (action == "commit" or dest is not None):
@@ -196,7 +208,13 @@ def import_service(req: EmuRequest) -> Response:
 
 
 def _receive_archive(
-    req: EmuRequest, upload: _Upload, kind: str, options: ReceiveOptions, *, ignore: bool
+    req: EmuRequest,
+    upload: _Upload,
+    kind: str,
+    options: ReceiveOptions,
+    *,
+    ignore: bool,
+    held: list[int],
 ) -> list[PrearcKey]:
     state = req.state
     keys: dict[int, PrearcKey] = {}
@@ -219,6 +237,7 @@ def _receive_archive(
                         "to skip files that are not DICOM.",
                     )
                 key = receive_file(state, entry.path, header, options=options, digest=entry.digest)
+                ops.hold_session(state, held, key.session_id)
                 keys.setdefault(key.session_id, key)
         except UploadFormatError as exc:
             raise HTTPError(400, str(exc)) from exc
