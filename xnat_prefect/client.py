@@ -39,10 +39,10 @@ from xnat_prefect._auth import (
     logout,
     session_alive,
 )
+from xnat_prefect._documents import DocumentReaders
 from xnat_prefect._redact import get_logger, install_redaction
 from xnat_prefect._retry import RetryPolicy, call_with_retry
 from xnat_prefect._transport import (
-    Params,
     RequestOptions,
     RewindableBody,
     check_body_for_error,
@@ -51,20 +51,16 @@ from xnat_prefect._transport import (
     send,
     session_lost,
     tls_verify_setting,
-    with_param,
 )
 from xnat_prefect.errors import (
     AuthenticationError,
     InvalidInputError,
-    UnexpectedResponseError,
     XNATError,
     XNATRequestError,
-    clean_message,
     error_from_response,
     error_from_transport,
     is_transient,
 )
-from xnat_prefect.models._resultset import parse_result_set
 
 __all__ = ["IDEMPOTENT_METHODS", "RequestOptions", "XNATClient", "check_body_for_error"]
 
@@ -82,7 +78,7 @@ MAX_RELOGINS = 3
 """Re-logins one request may cause (each after its fresh session was found dead again)."""
 
 
-class XNATClient:
+class XNATClient(DocumentReaders):
     """A synchronous XNAT REST client sharing one connection pool between threads.
 
     Args:
@@ -470,94 +466,6 @@ class XNATClient:
             The response.
         """
         return self._execute("DELETE", path, **options)
-
-    def get_json(self, path: str, params: Params | None = None) -> Any:
-        """``GET`` a JSON document.
-
-        Args:
-            path: Path under ``base_url``.
-            params: Query parameters.
-
-        Returns:
-            The decoded JSON.
-
-        Raises:
-            UnexpectedResponseError: The body is not JSON.
-        """
-        response = self._execute("GET", path, params=params, expect_json=True)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise UnexpectedResponseError(
-                f"expected JSON from GET {response.request.url.path}, got "
-                f"{response.headers.get('content-type', 'no content type')}: "
-                f"{clean_message(response.text)[:200]!r}",
-                status_code=response.status_code,
-                method="GET",
-                path=response.request.url.path,
-            ) from exc
-
-    def get_text(self, path: str, params: Params | None = None) -> str:
-        """``GET`` a text body (``/xapi/users/username``, ``prearchive_code``...).
-
-        Args:
-            path: Path under ``base_url``.
-            params: Query parameters.
-
-        Returns:
-            The body text, unchanged.
-        """
-        return self._execute("GET", path, params=params).text
-
-    def get_result_set(self, path: str, params: Params | None = None) -> list[dict[str, str]]:
-        """``GET`` an XNAT table and return its rows (``format=json`` added for ``/data``).
-
-        Accepts ``{"ResultSet": {"Result": [...]}}`` and a bare JSON array.
-
-        Args:
-            path: Path under ``base_url``.
-            params: Query parameters (filters, ``columns``...).
-
-        Returns:
-            Rows of string cells (``""`` for null).
-
-        Raises:
-            UnexpectedResponseError: Not a table.
-        """
-        if path.lstrip("/").startswith(("data/", "REST/")):
-            params = with_param(params, "format", "json", replace=False)
-        payload = self.get_json(path, params)
-        try:
-            return parse_result_set(payload)
-        except ValueError as exc:
-            raise UnexpectedResponseError(
-                f"GET {path.split('?')[0]} did not return an XNAT table: {exc}",
-                method="GET",
-                path=path.split("?")[0],
-            ) from exc
-
-    def get_item(self, path: str, params: Params | None = None) -> dict[str, Any]:
-        """``GET`` a single-item document (``format=json`` is sent).
-
-        Args:
-            path: Item path (project, subject, experiment, scan, workflow).
-            params: Extra query parameters.
-
-        Returns:
-            The raw ``{"items": [...]}`` document (see
-            :func:`xnat_prefect.models.parse_item_document` to flatten it).
-
-        Raises:
-            UnexpectedResponseError: Not an item document.
-        """
-        payload = self.get_json(path, with_param(params, "format", "json", replace=True))
-        if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
-            raise UnexpectedResponseError(
-                f"GET {path.split('?')[0]} did not return an item document",
-                method="GET",
-                path=path.split("?")[0],
-            )
-        return payload
 
     @contextmanager
     def stream(
