@@ -270,6 +270,10 @@ def test_download_full_range_types_and_missing(xnat_emulator: XNATEmulator) -> N
         assert whole.headers["content-length"] == str(len(payload))
         assert whole.headers["content-disposition"].startswith("attachment")
         assert 'filename="blob.dcm"' in whole.headers["content-disposition"]
+        # XNAT ignores Range (200, whole file); the opt-in honor_range answers 206
+        ignored = client.get(f"{base}/blob.dcm", headers={"Range": "bytes=100-299"})
+        assert ignored.status_code == 200 and ignored.content == payload
+        xnat_emulator.set_options(honor_range=True)
         part = client.get(f"{base}/blob.dcm", headers={"Range": "bytes=100-299"})
         assert part.status_code == 206 and part.content == payload[100:300]
         assert part.headers["content-range"] == f"bytes 100-299/{len(payload)}"

@@ -17,6 +17,6 @@ from __future__ import annotations
 
 from xnat_prefect.testing.faults import FaultRule
 from xnat_prefect.testing.server import XNATEmulator
-from xnat_prefect.testing.state import Timing
+from xnat_prefect.testing.state import EmulatorOptions, Timing
 
-__all__ = ["FaultRule", "Timing", "XNATEmulator"]
+__all__ = ["EmulatorOptions", "FaultRule", "Timing", "XNATEmulator"]

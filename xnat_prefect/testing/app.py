@@ -14,13 +14,14 @@ import base64
 import logging
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import Message, Receive, Scope, Send
@@ -83,10 +84,15 @@ class EmulatorApp:
     Args:
         state: Shared emulator state.
         routes: Every route, most specific first.
+
+    Attributes:
+        connection_closer: Set by the server: aborts the TCP connection of the ASGI ``client``
+            address it is given and returns whether it found it (used by the ``drop`` fault).
     """
 
     def __init__(self, state: EmulatorState, routes: list[Route]) -> None:
         self.state = state
+        self.connection_closer: Callable[[Any], bool] | None = None
         self._routes = []
         for item in routes:
             regex, _fmt, convertors = compile_path(item.path)
@@ -160,7 +166,8 @@ class EmulatorApp:
                 state.metrics.count_fault("expire_session")
             early = self._early_fault(state, target)
             if early == "drop":
-                await self._drop(send)
+                await self._drop(request)
+                return
             if early is not None and not isinstance(early, str):
                 await self._send(early, request, send, key, None)
                 return
@@ -193,6 +200,10 @@ class EmulatorApp:
                     req.body_path = body_path
                     req.parse_urlencoded_body()
                 response = await run_in_threadpool(found.handler, req)
+            except ClientDisconnect:
+                # The client went away while sending its body: nobody to answer, not a bug.
+                LOG.debug("client disconnected while sending the body of %s", target)
+                return
             except HTTPError as exc:
                 response = self.error_response(path, exc.status_code, exc.message, exc.headers)
             except DroppedConnectionError:
@@ -231,15 +242,21 @@ class EmulatorApp:
             return self.error_response(path, rule.status, rule.body or None)
         return None
 
-    async def _drop(self, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-length", b"1048576"), (b"content-type", b"text/plain")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    async def _drop(self, request: Request) -> None:
+        """Close the connection before the status line, as a server or proxy that dies does.
+
+        The request is not processed and the client reads no byte of a reply (it sees the
+        connection closed or reset). Without a server hook (the app used outside
+        :class:`~xnat_prefect.testing.server.XNATEmulator`) the connection is broken by raising
+        :class:`DroppedConnectionError`.
+        """
+        closer = self.connection_closer
+        if closer is not None and closer(request.scope.get("client")):
+            # let the event loop run the transport's connection_lost, so uvicorn knows the
+            # client is gone and does not try to answer this request itself
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return
         raise DroppedConnectionError("fault injection: connection dropped")
 
     def _authenticate(self, req: EmuRequest, found: Route, cookie: str | None) -> None:
@@ -288,24 +305,29 @@ class EmulatorApp:
 
     async def _spool_body(self, request: Request, key: str) -> Path | None:
         handle, name = tempfile.mkstemp(prefix="body-", dir=self.state.store.tmp_dir)
+        path = Path(name)
         size = 0
         pending: list[bytes] = []
         pending_size = 0
-        with open(handle, "wb") as sink:
-            # Disk writes run in a worker thread, 1 MiB at a time, so a big upload never
-            # blocks the event loop that serves every other request.
-            async for chunk in request.stream():
-                if chunk:
-                    pending.append(chunk)
-                    pending_size += len(chunk)
-                    size += len(chunk)
-                if pending_size >= 1 << 20:
+        try:
+            with open(handle, "wb") as sink:
+                # Disk writes run in a worker thread, 1 MiB at a time, so a big upload never
+                # blocks the event loop that serves every other request.
+                async for chunk in request.stream():
+                    if chunk:
+                        pending.append(chunk)
+                        pending_size += len(chunk)
+                        size += len(chunk)
+                    if pending_size >= 1 << 20:
+                        await run_in_threadpool(sink.write, b"".join(pending))
+                        pending, pending_size = [], 0
+                if pending:
                     await run_in_threadpool(sink.write, b"".join(pending))
-                    pending, pending_size = [], 0
-            if pending:
-                await run_in_threadpool(sink.write, b"".join(pending))
+        except BaseException:
+            path.unlink(missing_ok=True)  # e.g. ClientDisconnect: keep no half body
+            self.state.metrics.add_bytes(key, received=size)
+            raise
         self.state.metrics.add_bytes(key, received=size)
-        path = Path(name)
         if size == 0:
             path.unlink(missing_ok=True)
             return None
@@ -365,13 +387,20 @@ class EmulatorApp:
         truncate: FaultRule | None,
     ) -> None:
         metrics = self.state.metrics
-        metrics.record_status(key, response.status_code)
         scope = dict(request.scope)
         receive = request.receive
         target = f"{request.method.upper()} {normalize_path(request.url.path)}"
+        honor_range = self.state.options.honor_range
+        # XNAT implements no HTTP Range: never advertise it, and answer 200 with the whole
+        # body to a Range request (FileResponse only sees the header if we keep it).
+        if not honor_range and "accept-ranges" in response.headers:
+            del response.headers["accept-ranges"]
         has_range = any(k.lower() == b"range" for k, _ in scope["headers"])
-        if has_range and self.state.faults.draw(target, ("ignore_range",)):
+        ignore = has_range and not honor_range
+        if has_range and honor_range and self.state.faults.draw(target, ("ignore_range",)):
             metrics.count_fault("ignore_range")
+            ignore = True
+        if ignore:
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"range"]
         declared = int(response.headers.get("content-length", "0") or 0)
         limit = None
@@ -385,6 +414,9 @@ class EmulatorApp:
 
         async def counting_send(message: Message) -> None:
             nonlocal sent
+            if message["type"] == "http.response.start":
+                # the status actually sent (a FileResponse decides 206 only when it runs)
+                metrics.record_status(key, int(message["status"]))
             if message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 if limit is not None and sent + len(body) >= limit:

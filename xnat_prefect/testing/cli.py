@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--seed", type=int, default=0, help="seed of the fault-injection random draws"
     )
+    serve.add_argument(
+        "--honor-range",
+        action="store_true",
+        help="answer HTTP Range with 206 (real XNAT does not; change later: PUT /emulator/options)",
+    )
     timing = serve.add_argument_group("timings (see Timing; change later: PUT /emulator/timing)")
     timing.add_argument(
         "--rebuild-quiet-seconds",
@@ -121,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         site_id=args.site_id,
         timing=timing_from(args),
         seed=args.seed,
+        honor_range=args.honor_range,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

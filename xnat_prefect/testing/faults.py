@@ -6,11 +6,13 @@ probability (seeded, so runs repeat) at most ``times`` times. Kinds:
 * ``status`` — answer ``status`` (default 503) with ``body`` instead of running the handler
   (a transient 400 from the import service is ``status=400``);
 * ``rate_limit`` — 429 with ``Retry-After: retry_after``;
-* ``drop`` — close the connection mid-response without a complete reply;
+* ``drop`` — close the connection before the status line (the request is not processed; the
+  client reads no reply, as when a server or proxy dies or resets the connection);
 * ``latency`` — wait a random ``latency_ms`` (min, max) before handling;
 * ``error_body`` — run the handler, then answer 200 with ``body`` (XNAT's 200-with-error);
 * ``truncate`` — send only the first ``truncate_at`` bytes (or half) of the body, then close;
-* ``ignore_range`` — serve the whole file with 200 even when ``Range`` is asked;
+* ``ignore_range`` — serve the whole file with 200 even when ``Range`` is asked (only matters
+  with the ``honor_range`` option: by default the emulator ignores Range, like XNAT);
 * ``expire_session`` — invalidate the caller's session before handling (a 401 follows).
 """
 

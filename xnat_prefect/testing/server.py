@@ -27,7 +27,13 @@ import uvicorn
 from xnat_prefect.testing.app import EmulatorApp
 from xnat_prefect.testing.faults import FaultKind, FaultRule
 from xnat_prefect.testing.routes import MODULES, all_routes, all_schemas, all_ticks
-from xnat_prefect.testing.state import EmulatorConfig, EmulatorState, Timing, User
+from xnat_prefect.testing.state import (
+    EmulatorConfig,
+    EmulatorOptions,
+    EmulatorState,
+    Timing,
+    User,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -48,6 +54,9 @@ class XNATEmulator:
         site_id: XNAT site ID (prefix of accession numbers).
         timing: Asynchronous timings (see :class:`Timing`).
         seed: Seed of the fault-injection random draws.
+        honor_range: Answer HTTP ``Range`` requests with 206 (real XNAT does not: off by
+            default, so a Range request gets the whole file with 200). See
+            :class:`EmulatorOptions`; change later with :meth:`set_options`.
     """
 
     def __init__(
@@ -64,6 +73,7 @@ class XNATEmulator:
         site_id: str = "XNAT",
         timing: Timing | None = None,
         seed: int = 0,
+        honor_range: bool = False,
     ) -> None:
         self._owns_dir = data_dir is None
         folder = (
@@ -82,6 +92,7 @@ class XNATEmulator:
             site_id=site_id,
             seed=seed,
             timing=timing or Timing(),
+            options=EmulatorOptions(honor_range=honor_range),
         )
         self.state: EmulatorState | None = None
         self._server: uvicorn.Server | None = None
@@ -117,8 +128,10 @@ class XNATEmulator:
         port = sock.getsockname()[1]
         host = f"[{config.host}]" if ":" in config.host else config.host
         state.url = f"http://{host}:{port}"
+        app = EmulatorApp(state, all_routes())
+        app.connection_closer = self._abort_connection
         uv_config = uvicorn.Config(
-            EmulatorApp(state, all_routes()),
+            app,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -163,6 +176,29 @@ class XNATEmulator:
             sock.close()
             raise
         return sock
+
+    def _abort_connection(self, client: Any) -> bool:
+        """Abort the open HTTP connection whose peer is ``client`` (the ``drop`` fault).
+
+        Runs on the server's event loop (called from the ASGI app).
+
+        Args:
+            client: The ASGI scope's ``client`` (host, port).
+
+        Returns:
+            Whether the connection was found and aborted.
+        """
+        server = self._server
+        if server is None or not client:
+            return False
+        peer = tuple(client)
+        for connection in list(server.server_state.connections):
+            if getattr(connection, "client", None) == peer:
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+                    return True
+        return False
 
     def _run_http(self) -> None:
         assert self._server is not None and self._socket is not None
@@ -297,6 +333,14 @@ class XNATEmulator:
             **values: New values.
         """
         self._live.timing.update(**values)
+
+    def set_options(self, **values: Any) -> None:
+        """Change behaviour switches (see :class:`EmulatorOptions`), e.g. ``honor_range=True``.
+
+        Args:
+            **values: New values.
+        """
+        self._live.options.update(**values)
 
     def add_fault(self, route: str, kind: FaultKind, **options: Any) -> FaultRule:
         """Inject a fault (see :mod:`xnat_prefect.testing.faults`).

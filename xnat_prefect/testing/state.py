@@ -49,6 +49,11 @@ SITE_CONFIG_DEFAULTS: dict[str, Any] = {
 ROLE_RANK = {"collaborator": 1, "member": 2, "owner": 3}
 
 
+def _same_secret(expected: str, given: str) -> bool:
+    """Constant-time comparison of two secrets as UTF-8 bytes (any Unicode text works)."""
+    return secrets.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+
+
 @dataclass
 class Timing:
     """How fast the emulator's asynchronous work advances (tests set these).
@@ -86,6 +91,37 @@ class Timing:
             setattr(self, key, value)
 
 
+@dataclass
+class EmulatorOptions:
+    """Switches for behaviour that real XNAT does not have but some tests want (off by default).
+
+    Attributes:
+        honor_range: Answer ``Range`` requests for single files with ``206 Partial Content``.
+            XNAT does not implement HTTP Range: by default the emulator ignores the header and
+            sends the whole file with 200, as XNAT does. Tests of a client's resume logic
+            against a Range-capable server (a proxy in front of XNAT, another server) turn this on.
+    """
+
+    honor_range: bool = False
+
+    def update(self, **values: Any) -> None:
+        """Change some options.
+
+        Args:
+            **values: Field names and new values.
+
+        Raises:
+            ValueError: For an unknown name or a value of the wrong type.
+        """
+        for key, value in values.items():
+            if key not in type(self).__dataclass_fields__:
+                raise ValueError(f"unknown emulator option {key!r}; known: {sorted(vars(self))}")
+            if not isinstance(value, bool):
+                raise ValueError(f"emulator option {key!r} takes true or false, got {value!r}")
+        for key, value in values.items():
+            setattr(self, key, value)
+
+
 @dataclass(frozen=True)
 class User:
     """A site user as the handlers see it."""
@@ -114,6 +150,7 @@ class EmulatorConfig:
     version: str = "1.9.2.1"
     seed: int = 0
     timing: Timing = field(default_factory=Timing)
+    options: EmulatorOptions = field(default_factory=EmulatorOptions)
 
 
 Tick = Callable[["EmulatorState"], bool]
@@ -131,6 +168,7 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig, schemas: list[str], ticks: list[Tick]) -> None:
         self.config = config
         self.timing = config.timing
+        self.options = config.options
         self.store = Store(config.data_dir, schemas)
         self.faults = FaultRegistry(config.seed)
         self.metrics = Metrics()
@@ -239,11 +277,11 @@ class EmulatorState:
         if row is not None:
             if self.is_locked(login):
                 return None
-            if secrets.compare_digest(str(row["password"]), password):
+            if _same_secret(str(row["password"]), password):
                 self.clear_failed_logins(login)
                 return self.get_user(login)
         token = self.store.one("SELECT * FROM alias_tokens WHERE alias=? AND enabled=1", (login,))
-        if token is None or not secrets.compare_digest(str(token["secret"]), password):
+        if token is None or not _same_secret(str(token["secret"]), password):
             if row is not None:
                 self._record_failed_login(login)
             return None

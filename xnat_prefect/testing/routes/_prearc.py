@@ -105,6 +105,15 @@ class PrearcLockedError(RuntimeError):
     """Another operation holds the prearchive session (its status is a locked one)."""
 
 
+#: Longest subject/session label (in UTF-8 bytes) a new prearchive session can take: the label
+#: names a folder, and file systems refuse names over 255 bytes.
+MAX_LABEL_BYTES = 255
+
+
+class LabelTooLongError(ValueError):
+    """A subject or session label is too long to name the session's folder."""
+
+
 class SessionGoneError(LookupError):
     """The prearchive session no longer exists (archived, deleted or moved)."""
 

@@ -31,9 +31,11 @@ from xnat_prefect.testing.routes._anon import anonymize, scripts_for
 from xnat_prefect.testing.routes._prearc import (
     DIRECT,
     LOCKED_STATUSES,
+    MAX_LABEL_BYTES,
     OPEN_STATUSES,
     PREARCHIVE,
     UNASSIGNED,
+    LabelTooLongError,
     NotDicomError,
     PrearcKey,
     PrearcLockedError,
@@ -292,6 +294,11 @@ def _find_or_create(
         return row
     label = clean_label(options.session or routed_session or DEFAULT_SESSION_LABEL)
     subject = clean_label(options.subject or routed_subject or "")
+    for kind, value in (("session", label), ("subject", subject)):
+        if len(value.encode("utf-8")) > MAX_LABEL_BYTES:
+            raise LabelTooLongError(
+                f"{kind} label of {len(value)} characters is longer than {MAX_LABEL_BYTES}"
+            )
     when = datetime.now()
     if options.slot is not None:
         timestamp, folder = options.slot

@@ -223,7 +223,10 @@ def validate_token(req: EmuRequest) -> Response:
     if row is None:
         raise HTTPError(404, f"Can't find an alias token with the alias {req.params['alias']}")
     _check_owner(req, str(row["login"]))
-    valid = row["login"] if secrets.compare_digest(row["secret"], req.params["secret"]) else None
+    same = secrets.compare_digest(
+        str(row["secret"]).encode("utf-8"), req.params["secret"].encode("utf-8")
+    )
+    valid = row["login"] if same else None
     return wire.json_response({"valid": valid})
 
 

@@ -1,4 +1,4 @@
-"""The emulator's own control API (not part of XNAT): faults, timing, metrics, sessions, users.
+"""The emulator's own control API (not part of XNAT): faults, timing, options, metrics, users.
 
 Everything under ``/emulator`` is open on purpose: the emulator binds to loopback, and tests and
 users' own test suites drive it from outside the process (``XNATEmulator`` offers the same calls
@@ -104,6 +104,22 @@ def set_timing(req: EmuRequest) -> Response:
     return wire.json_response(asdict(req.state.timing))
 
 
+@route("GET", "/emulator/options", auth=False)
+def get_options(req: EmuRequest) -> Response:
+    """``GET /emulator/options``: behaviour switches (``honor_range``)."""
+    return wire.json_response(asdict(req.state.options))
+
+
+@route("PUT", "/emulator/options", auth=False)
+def set_options(req: EmuRequest) -> Response:
+    """``PUT /emulator/options`` with a JSON object of switches to change."""
+    try:
+        req.state.options.update(**_body(req))
+    except ValueError as exc:
+        raise HTTPError(400, str(exc)) from exc
+    return wire.json_response(asdict(req.state.options))
+
+
 @route("POST", "/emulator/sessions/expire", auth=False)
 def expire_sessions(req: EmuRequest) -> Response:
     """``POST /emulator/sessions/expire[?login=]``: invalidate HTTP sessions."""
@@ -144,6 +160,8 @@ ROUTES = [
     remove_fault,
     get_timing,
     set_timing,
+    get_options,
+    set_options,
     expire_sessions,
     add_user,
     sweep,

@@ -36,6 +36,7 @@ from xnat_prefect.testing.routes._extract import (
 from xnat_prefect.testing.routes._prearc import (
     DIRECT,
     UNASSIGNED,
+    LabelTooLongError,
     NotDicomError,
     PrearcKey,
     PrearcLockedError,
@@ -236,7 +237,12 @@ def _receive_archive(
                         f"Unable to parse {entry.name} as DICOM; send Ignore-Unparsable=true "
                         "to skip files that are not DICOM.",
                     )
-                key = receive_file(state, entry.path, header, options=options, digest=entry.digest)
+                try:
+                    key = receive_file(
+                        state, entry.path, header, options=options, digest=entry.digest
+                    )
+                except LabelTooLongError as exc:
+                    raise _unreadable(entry.name) from exc
                 ops.hold_session(state, held, key.session_id)
                 keys.setdefault(key.session_id, key)
         except UploadFormatError as exc:
@@ -244,6 +250,16 @@ def _receive_archive(
         except PrearcLockedError as exc:
             raise HTTPError(409, "session document locked") from exc
     return list(keys.values())
+
+
+def _unreadable(name: str) -> HTTPError:
+    """XNAT's reply when storing one file fails for a reason other than a client error.
+
+    ``GradualDicomImporter`` (which DICOM-zip runs per entry) wraps any failure to create the
+    session folder or its prearchive row, e.g. a label too long for a folder name, in a 400
+    naming the file.
+    """
+    return HTTPError(400, f"unable to read DICOM object {name}")
 
 
 def _build(req: EmuRequest, key: PrearcKey) -> Row:
@@ -302,6 +318,8 @@ def _gradual(req: EmuRequest, upload: _Upload, options: ReceiveOptions) -> Respo
             key = receive_file(state, path, header, options=options)
         except PrearcLockedError as exc:
             raise HTTPError(409, "session document locked") from exc
+        except LabelTooLongError as exc:
+            raise _unreadable(upload.name or path.name) from exc
         finally:
             with _INFLIGHT_LOCK:
                 inflight.discard(token)
