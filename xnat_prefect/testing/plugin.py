@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from xnat_prefect.testing.config import Timing
 from xnat_prefect.testing.server import XNATEmulator
-from xnat_prefect.testing.state import Timing
 
 FAST_TIMING: dict[str, float] = {
     "rebuild_quiet_seconds": 0.3,

@@ -25,15 +25,10 @@ from typing import Any
 import uvicorn
 
 from xnat_prefect.testing.app import EmulatorApp
+from xnat_prefect.testing.config import EmulatorConfig, EmulatorOptions, Timing, User
 from xnat_prefect.testing.faults import FaultKind, FaultRule
 from xnat_prefect.testing.routes import MODULES, all_routes, all_schemas, all_ticks
-from xnat_prefect.testing.state import (
-    EmulatorConfig,
-    EmulatorOptions,
-    EmulatorState,
-    Timing,
-    User,
-)
+from xnat_prefect.testing.state import EmulatorState
 
 LOG = logging.getLogger(__name__)
 
