@@ -24,7 +24,7 @@ from prefect.utilities.annotations import unmapped
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from xnat_prefect.blocks import XNATCredentials
-from xnat_prefect.errors import InvalidInputError, XNATError
+from xnat_prefect.errors import ArchiveFailed, InvalidInputError, XNATError
 from xnat_prefect.flows._common import (
     artifact_key,
     emit_session_archived,
@@ -209,8 +209,13 @@ def archive_ready_session(
         overwrite: ``none``, ``append`` or ``delete``.
 
     Returns:
-        The item with ``experiment_id`` (archived), or ``message`` (skipped or failed; the
-        ``status`` says which: ``READY`` = failed, anything else = skipped).
+        The item with ``experiment_id`` (archived), or with ``message`` and its current
+        ``status`` when it is no longer READY (skipped).
+
+    Raises:
+        ArchiveFailed: XNAT refused the archive (or answered 200 with an error text), or the
+            session could not be read; ``target`` is the prearchive ``src``, the message names
+            project, timestamp and folder (other XNAT errors are the ``__cause__``).
 
     Example:
         ```python
@@ -218,14 +223,15 @@ def archive_ready_session(
         ```
     """
     logger = run_logger()
-    with xnat_slot(credentials.server_key, "api"), xnat_client(credentials) as client:
-        service = PrearchiveService(client)
-        current = service.get(item.project, item.timestamp, item.folder)
-        if str(current.status) != "READY":
-            return item.model_copy(
-                update={"status": str(current.status), "message": f"now {current.status}"}
-            )
-        try:
+    src = f"/prearchive/projects/{item.project}/{item.timestamp}/{item.folder}"
+    try:
+        with xnat_slot(credentials.server_key, "api"), xnat_client(credentials) as client:
+            service = PrearchiveService(client)
+            current = service.get(item.project, item.timestamp, item.folder)
+            if str(current.status) != "READY":
+                return item.model_copy(
+                    update={"status": str(current.status), "message": f"now {current.status}"}
+                )
             result = service.archive(
                 item.project,
                 item.timestamp,
@@ -236,9 +242,13 @@ def archive_ready_session(
                 ),
                 overwrite=overwrite,
             )
-        except XNATError as exc:
-            logger.warning("archiving %s/%s failed: %s", item.timestamp, item.folder, exc)
-            return item.model_copy(update={"message": str(exc)})
+    except XNATError as exc:
+        logger.warning("archiving %s/%s failed: %s", item.timestamp, item.folder, exc)
+        if isinstance(exc, ArchiveFailed):
+            raise
+        raise ArchiveFailed(
+            f"archiving prearchive session {src} failed: {exc}", target=src, status=item.status
+        ) from exc
     logger.info("archived %s/%s as %s", item.timestamp, item.folder, result.experiment_id)
     return item.model_copy(
         update={
@@ -263,6 +273,7 @@ def archive_prearchive_sessions(
     max_workers: int = 4,
     dry_run: bool = False,
     emit_events: bool = True,
+    raise_on_failure: bool = True,
 ) -> PrearchiveArchiveReport:
     """Archive the READY prearchive sessions of a project; report CONFLICT/ERROR ones.
 
@@ -277,11 +288,15 @@ def archive_prearchive_sessions(
         max_workers: Sessions archived at once by this run.
         dry_run: Only report what would be archived.
         emit_events: Emit ``xnat.session.archived`` per archived session.
+        raise_on_failure: Raise the first failed archive once every session was tried and the
+            report artifact is written; else only report failures (``report.failed``).
 
     Returns:
         :class:`~xnat_prefect.flows.results.PrearchiveArchiveReport`.
 
     Raises:
+        ArchiveFailed: An archive failed (``raise_on_failure``): the first one, ``target`` =
+            its prearchive ``src``.
         InvalidInputError: Bad parameters.
 
     Example:
@@ -314,6 +329,7 @@ def archive_prearchive_sessions(
         len(report.errors),
         len(report.skipped),
     )
+    failures: list[BaseException] = []
     if dry_run or not todo:
         report.archived = todo if dry_run else []
     else:
@@ -325,14 +341,17 @@ def archive_prearchive_sessions(
                 archive_ready_session,
                 {"credentials": unmapped(creds), "item": todo, "overwrite": unmapped(overwrite)},
             )
-            done = [PrearchiveItem.model_validate(f.result()) for f in futures]
-        for item in done:
-            if item.status == "ARCHIVED":
-                report.archived.append(item)
-            elif item.status == "READY":
-                report.failed.append(item)
-            else:
-                report.skipped.append(item)
+            for wanted, future in zip(todo, futures, strict=True):
+                try:
+                    item = PrearchiveItem.model_validate(future.result())
+                except Exception as exc:  # every session is tried; the report lists them all
+                    failures.append(exc)
+                    report.failed.append(wanted.model_copy(update={"message": str(exc)}))
+                    continue
+                if item.status == "ARCHIVED":
+                    report.archived.append(item)
+                else:
+                    report.skipped.append(item)
     if emit_events and not dry_run:
         for item in report.archived:
             if item.experiment_id:
@@ -347,6 +366,9 @@ def archive_prearchive_sessions(
                 )
     report.duration_seconds = round(time.monotonic() - started, 3)
     _artifact(report)
+    if failures and raise_on_failure:
+        logger.error("%d of %d archive(s) failed", len(failures), len(todo))
+        raise failures[0]
     return report
 
 

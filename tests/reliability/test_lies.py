@@ -7,6 +7,8 @@ container or workflow id, study UID), never in a success:
 * a container that never leaves Running (``/emulator/containers/outcomes`` ``Hang``);
 * a prearchive session stuck in RECEIVING (``rebuild_quiet_seconds=3600``);
 * a resource catalog listing 0 files.
+
+A flow that reports instead of raising (``raise_on_failure=False``) still lists the failure.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from xnat_prefect.errors import (
     PipelineTimedOut,
     SessionNotSettled,
     UnexpectedResponseError,
+    VerificationError,
     XNATError,
 )
 from xnat_prefect.flows.download import download_sessions
@@ -117,12 +120,24 @@ def test_archive_answering_200_with_an_error_is_archive_failed(
 ) -> None:
     row = _ready_prearchive_session(lab)
     lab.emulator.add_fault(r"^POST /data/services/archive", "error_body", body=LIE)
-    report = archive_prearchive_sessions(creds, "P1", min_age_minutes=0)
-    assert report.archived == []
+    with pytest.raises(ArchiveFailed) as caught:
+        archive_prearchive_sessions(creds, "P1", min_age_minutes=0)
+    error = caught.value
+    assert error.target == f"/prearchive/projects/P1/{row['timestamp']}/{row['folderName']}"
+    assert "ArchiveException" in error.message and row["timestamp"] in error.message
+    _note("archive 200+error (archive_prearchive_sessions)", error)
+
+
+def test_archive_lie_is_reported_when_the_flow_does_not_raise(
+    prefect: None, creds: XNATCredentials, lab: Inspector
+) -> None:
+    row = _ready_prearchive_session(lab)
+    lab.emulator.add_fault(r"^POST /data/services/archive", "error_body", body=LIE)
+    report = archive_prearchive_sessions(creds, "P1", min_age_minutes=0, raise_on_failure=False)
+    assert report.archived == [] and not report.success
     assert [item.folder for item in report.failed] == [row["folderName"]]
     message = report.failed[0].message or ""
     assert "ArchiveException" in message and row["timestamp"] in message
-    _note("archive 200+error (archive_prearchive_sessions report.failed)", ArchiveFailed(message))
 
 
 def test_archive_lie_during_ingest_fails_the_ingest(
@@ -233,11 +248,6 @@ def test_ingest_whose_archived_scan_lists_zero_files_is_not_a_success(
     _note("scan catalog lists 0 files (ingest_dicom)", error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG-4 (docs/reliability.md): download_sessions reports success (0 files, "
-    "verified) when XNAT's file listing of a session with scans is empty",
-)
 def test_download_of_a_session_whose_catalog_lists_zero_files_is_not_a_success(
     prefect: None, creds: XNATCredentials, lab: Inspector, tmp_path: Path
 ) -> None:
@@ -252,5 +262,7 @@ def test_download_of_a_session_whose_catalog_lists_zero_files_is_not_a_success(
     with pytest.raises(OperationError) as caught:
         download_sessions(creds, [experiment], str(tmp_path / "out"))
     error = caught.value
-    assert experiment in str(error)
+    assert isinstance(error, VerificationError), repr(error)
+    assert error.target == experiment and error.status == "EMPTY_LISTING"
+    assert experiment in error.message and "refresh" in error.message
     _note("session catalog lists 0 files (download_sessions)", error)

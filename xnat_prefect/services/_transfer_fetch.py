@@ -11,9 +11,12 @@ belongs to, so a part of an older version is never continued.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from typing import Any
 from xnat_prefect._redact import get_logger
 from xnat_prefect.client import XNATClient
 from xnat_prefect.errors import (
+    TransferError,
     VerificationError,
     XNATRequestError,
     XNATStatusError,
@@ -55,6 +59,7 @@ __all__ = [
 logger = get_logger(__name__)
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,7 @@ def fetch_file(
 
     Raises:
         VerificationError: The MD5 differs from the catalog twice in a row.
+        TransferError: The disk is full (status ``ENOSPC``; the ``.part`` is deleted).
         XNATError: The download failed after the retries.
     """
     kept = _already_there(remote, target, item, ledger, settings)
@@ -180,6 +186,91 @@ def fetch_file(
                 remote=remote.uri,
             )
         return FetchResult(target, True, 0, md5=md5 or None)
+    try:
+        return _fetch_new(
+            client,
+            remote,
+            target=target,
+            item=item,
+            settings=settings,
+            ledger=ledger,
+            on_bytes=on_bytes,
+            continuing=continuing,
+        )
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not is_disk_full(exc):
+            raise
+        part_path(target).unlink(missing_ok=True)  # frees the space; nothing partial is left
+        raise disk_full_error(target, remote.size) from exc
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error means the disk (or the user's quota) is full.
+
+    Args:
+        exc: The exception.
+
+    Returns:
+        True for ``OSError`` ENOSPC/EDQUOT and SQLite's "database or disk is full".
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in _DISK_FULL
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc).lower()
+
+
+def disk_full_error(
+    target: Path, needed: int | None, *, missing: Sequence[int | None] = ()
+) -> TransferError:
+    """The error for a file that did not fit on the disk: names the folder, bytes and fix.
+
+    Args:
+        target: The file being written.
+        needed: Its size in bytes (None when the listing did not say).
+        missing: Sizes of every file of the run not downloaded (this one included), when known.
+
+    Returns:
+        A :class:`~xnat_prefect.errors.TransferError` with status ``ENOSPC``.
+    """
+    folder = target.parent
+    try:
+        free: int | None = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    total = _total(missing) if len(missing) > 1 else needed
+    need = f"the file needs {_bytes(needed)}"
+    if len(missing) > 1:
+        need = f"{len(missing)} files are missing, {_bytes(total)} in all ({need})"
+    room = "free space there"
+    if total is not None and free is not None:
+        room = f"free at least {max(total - free, 1)} more bytes there"
+    return TransferError(
+        f"{target}: no space left on the disk holding {folder}: {need}, {_bytes(free)} are "
+        f"free; {room} (or pass an output_dir on a disk with room), then run again to resume",
+        target=str(target),
+        status="ENOSPC",
+    )
+
+
+def _total(sizes: Sequence[int | None]) -> int | None:
+    return None if None in sizes else sum(s or 0 for s in sizes)
+
+
+def _bytes(size: int | None) -> str:
+    return f"{size} bytes" if size is not None else "an unknown number of bytes"
+
+
+def _fetch_new(
+    client: XNATClient,
+    remote: RemoteFile,
+    *,
+    target: Path,
+    item: str,
+    settings: FetchSettings,
+    ledger: TransferLedger | None,
+    on_bytes: Callable[[int], None],
+    continuing: bool,
+) -> FetchResult:
+    """Download a file that is not (or not correctly) there yet."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(target)
     if part.exists() and not _part_usable(part, remote, item, ledger, settings, continuing):
@@ -383,6 +474,10 @@ def fetch_many(
 
     Returns:
         The summary.
+
+    Raises:
+        TransferError: The disk is full (status ``ENOSPC``): no further file is started, no
+            ``.part`` is left, and the message says how many bytes the missing files need.
     """
     sizes = [f.size for f in files]
     tracker.counters.total_bytes = None if None in sizes else sum(s or 0 for s in sizes)
@@ -396,23 +491,37 @@ def fetch_many(
         todo = [i for i in todo if i not in results]
         logger.info("%d file(s) came in scan zips; %d to fetch one by one", len(results), len(todo))
 
+    disk_full: list[tuple[TransferError, RemoteFile]] = []
+
     def work(index: int) -> None:
+        if disk_full:  # fatal for the run: no other file is started
+            raise disk_full[0][0]
         remote = files[index]
         continuing = index in started_here
         started_here.add(index)
-        results[index] = fetch_file(
-            client,
-            remote,
-            target=out / remote.local,
-            item=remote.local.as_posix(),
-            settings=settings,
-            ledger=ledger,
-            on_bytes=tracker.add_bytes,
-            continuing=continuing,
-        )
+        try:
+            results[index] = fetch_file(
+                client,
+                remote,
+                target=out / remote.local,
+                item=remote.local.as_posix(),
+                settings=settings,
+                ledger=ledger,
+                on_bytes=tracker.add_bytes,
+                continuing=continuing,
+            )
+        except TransferError as exc:
+            if exc.status == "ENOSPC":
+                disk_full.append((exc, remote))
+            raise
         tracker.item_done(True, remote.name)
 
     outcome = run_in_passes(todo, work, workers=workers, pause=settings.backoff_base)
+    if disk_full:
+        first, remote = disk_full[0]
+        missing = [files[todo[p]].size for p in outcome.failed]
+        error = disk_full_error(out / remote.local, remote.size, missing=missing)
+        raise error from first.__cause__
     for position, exc in sorted(outcome.failed.items()):
         index = todo[position]
         errors.append((str(out / files[index].local), describe_error(exc)))

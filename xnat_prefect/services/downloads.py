@@ -24,7 +24,13 @@ from urllib.parse import quote
 
 from xnat_prefect._redact import get_logger
 from xnat_prefect.client import XNATClient
-from xnat_prefect.errors import InvalidInputError, ResourceNotFoundError, XNATStatusError
+from xnat_prefect.errors import (
+    InvalidInputError,
+    ResourceNotFoundError,
+    VerificationError,
+    XNATStatusError,
+)
+from xnat_prefect.models.resource import Resource
 from xnat_prefect.models.transfer import DownloadProgress, DownloadSummary
 from xnat_prefect.services._transfer_fetch import (
     FetchResult,
@@ -57,8 +63,16 @@ ProgressCallback = Callable[[DownloadProgress], Any] | None
 def _output_dir(output_dir: Path) -> Path:
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
-        raise InvalidInputError(f"output_dir {path} exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
+        raise InvalidInputError(
+            f"output_dir {path} exists and is not a folder; pass a folder path (or move the file)"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a parent is a file
+        raise InvalidInputError(
+            f"output_dir {path} cannot be created: {exc.filename or path} is a file, not a "
+            "folder; pass a folder path"
+        ) from exc
     return path
 
 
@@ -67,6 +81,40 @@ def _archive_name(zip_filename: str | None, default: str) -> str:
     if "/" in name or "\\" in name or name in (".", "..") or not name.strip():
         raise InvalidInputError(f"zip_filename {name!r} must be a plain file name like 'scans.zip'")
     return name
+
+
+def _check_silent_scans(
+    client: XNATClient,
+    data_path: str,
+    *,
+    session: str,
+    types: dict[str, str],
+    listed: Sequence[RemoteFile],
+) -> None:
+    """Refuse a listing that names no file of a scan whose resources report files.
+
+    XNAT answers the file listing from its catalogs; a stale or half-written catalog lists
+    nothing although the resources count files. Costs one request per scan that lists nothing.
+    """
+    silent = sorted(set(types) - {f.scan for f in listed if f.scan})
+    claimed: dict[str, int] = {}
+    for scan in silent:
+        try:
+            rows = client.get_result_set(f"{data_path}/scans/{quote(scan, safe='')}/resources")
+        except ResourceNotFoundError:
+            continue  # no resources at all: nothing to download
+        count = sum(r.file_count or 0 for r in Resource.from_rows(rows))
+        if count:
+            claimed[scan] = count
+    if claimed:
+        raise VerificationError(
+            f"{session}: XNAT lists no files for scan(s) {', '.join(claimed)} although their "
+            f"resources report {sum(claimed.values())} file(s); the catalog is stale or still "
+            "being written: refresh the session's catalogs (refresh_catalogs_flow or "
+            "AdminService.refresh_catalogs) and download again",
+            target=session,
+            status="EMPTY_LISTING",
+        )
 
 
 def _optional_listing(list_files: Callable[[], list[RemoteFile]]) -> list[RemoteFile]:
@@ -150,6 +198,8 @@ class DownloadService(BaseService):
                 size even when XNAT has no checksum for them.
             verify: Verify checksums: the MD5 of every new file must equal the catalog's, and
                 files skipped as present are re-hashed; ``summary.verified`` tells the result.
+                A scan the listing names no file of, while its resources report files, is
+                refused (:class:`~xnat_prefect.errors.VerificationError`).
             parallel: Use parallel downloads.
             workers: Number of parallel workers.
             progress_callback: Progress callback function.
@@ -160,6 +210,9 @@ class DownloadService(BaseService):
         Raises:
             ResourceNotFoundError: No such session.
             InvalidInputError: Bad ids, workers, pattern or output folder.
+            VerificationError: ``verify`` and XNAT lists no files for a scan whose resources
+                report files (a stale catalog; status ``EMPTY_LISTING``).
+            TransferError: The disk filled up (status ``ENOSPC``; nothing partial is left).
 
         Example:
             ```python
@@ -176,6 +229,8 @@ class DownloadService(BaseService):
         data = ref.data_path
         types = scan_types(self.client, data)
         scans = _optional_listing(lambda: scan_files(self.client, data, label=label, types=types))
+        if verify:
+            _check_silent_scans(self.client, data, session=ref.id, types=types, listed=scans)
         files = list(scans)
         errors: list[tuple[str, str]] = []
         if include_resources:
