@@ -35,8 +35,9 @@ class XNATCredentials(Block):
 
     Log in with a username and password, or with an XNAT alias token (its alias and secret,
     from ``/data/services/tokens/issue``), which expires on its own and can be revoked.
-    Passwords and secrets are ``SecretStr``: masked in the Prefect UI and API and never
-    logged.
+    Passwords, token aliases and token secrets are ``SecretStr``: masked in the Prefect UI and
+    API, in reprs and in the parameters Prefect stores for a flow run, and never logged (XNAT
+    treats a token's alias as a credential too).
 
     Attributes:
         url: Base URL of the XNAT server.
@@ -76,7 +77,7 @@ class XNATCredentials(Block):
         default=None, description="XNAT login name (empty when using an alias token)."
     )
     password: SecretStr | None = Field(default=None, description="Password of the login.")
-    alias_token: str | None = Field(
+    alias_token: SecretStr | None = Field(
         default=None, description="Alias of an XNAT alias token, used instead of a password."
     )
     alias_secret: SecretStr | None = Field(
@@ -101,7 +102,11 @@ class XNATCredentials(Block):
                 f"url must be an http(s) URL such as https://xnat.example.org, got {self.url!r}"
             )
         has_password = bool(self.username) and self.password is not None
-        has_token = bool(self.alias_token) and self.alias_secret is not None
+        has_token = (
+            self.alias_token is not None
+            and bool(self.alias_token.get_secret_value())
+            and self.alias_secret is not None
+        )
         if not (has_password or has_token):
             raise ValueError(
                 "give username and password, or alias_token and alias_secret, to log in to XNAT"
@@ -124,7 +129,7 @@ class XNATCredentials(Block):
             "base_url": self.url,
             "username": self.username,
             "password": self.password.get_secret_value() if self.password else None,
-            "alias_token": self.alias_token,
+            "alias_token": self.alias_token.get_secret_value() if self.alias_token else None,
             "alias_secret": self.alias_secret.get_secret_value() if self.alias_secret else None,
             "verify": self.verify_tls,
             "ca_bundle": Path(self.ca_bundle) if self.ca_bundle else None,

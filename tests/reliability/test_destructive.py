@@ -17,6 +17,7 @@ from xnat_prefect.client import XNATClient
 from xnat_prefect.errors import ConflictError
 from xnat_prefect.services import ProjectService, ScanService, SubjectService
 from xnat_prefect.services.projects import ProjectNotEmptyError
+from xnat_prefect.services.scans import ScansWouldBeDeletedError
 from xnat_prefect.services.subjects import SubjectHasExperimentsError
 
 
@@ -77,15 +78,9 @@ def test_empty_project_needs_no_force(lab: Inspector, client: XNATClient) -> Non
 
 
 class AllScansDeletedError(AssertionError):
-    """``delete_multiple(["*"])`` deleted every scan without ``force`` (the known BUG-12)."""
+    """``delete_multiple(["*"])`` deleted every scan without ``force`` (BUG-12, fixed)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AllScansDeletedError,
-    reason="BUG-12 (docs/reliability.md): ScanService.delete_multiple(['*']) deletes every "
-    "scan of the session with no force (it only logs a warning)",
-)
 def test_all_scans_are_kept_without_force(
     lab: Inspector, client: XNATClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -93,10 +88,19 @@ def test_all_scans_are_kept_without_force(
     experiment = _session_with_scans(lab)
     before = lab.rows(f"/data/experiments/{experiment}/scans")
     assert len(before) == 4
+    refused: ConflictError | None = None
     try:
         ScanService(client).delete_multiple(experiment, ["*"])
     except ConflictError as exc:  # the guard: refused, typed, names the session
-        assert experiment in str(exc) and "force=True" in str(exc)
+        refused = exc
     after = lab.rows(f"/data/experiments/{experiment}/scans")
     if len(after) != len(before):
         raise AllScansDeletedError(f"{len(before) - len(after)} scan(s) deleted without force")
+    assert isinstance(refused, ScansWouldBeDeletedError), "refused without the typed error"
+    assert experiment in str(refused) and "force=True" in str(refused)
+    assert sorted(refused.scans) == sorted(row["ID"] for row in before)
+    assert any("Refused to delete ALL 4 scan(s)" in m for m in _warnings(caplog))
+    summary = ScanService(client).delete_multiple(experiment, ["*"], force=True)
+    assert summary.success and len(summary.succeeded) == 4
+    assert lab.rows(f"/data/experiments/{experiment}/scans") == []
+    assert any("Deleting ALL 4 scan(s)" in m and "forced" in m for m in _warnings(caplog))

@@ -56,17 +56,10 @@ def _hits(text: str, forms: set[str]) -> list[str]:
 
 
 class AliasTokenShownError(AssertionError):
-    """The alias (id half) of an alias token is shown somewhere (the known BUG-11)."""
+    """The alias (id half) of an alias token is shown somewhere (BUG-11, fixed)."""
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AliasTokenShownError,
-    reason="BUG-11 (docs/reliability.md): XNATCredentials.alias_token is a plain str, so the "
-    "token's alias is in the block's repr and in the flow run parameters Prefect stores; "
-    "passwords, token secrets, Basic pairs and session ids are never shown",
-)
 def test_no_secret_reaches_logs_artifacts_or_errors(
     prefect: None, lab: Inspector, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

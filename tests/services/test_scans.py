@@ -11,12 +11,14 @@ import pytest
 
 from xnat_prefect.client import XNATClient
 from xnat_prefect.errors import (
+    ConflictError,
     InvalidInputError,
     PermissionDeniedError,
     ResourceNotFoundError,
 )
 from xnat_prefect.models import BatchSummary, Resource, Scan
 from xnat_prefect.services import ScanService
+from xnat_prefect.services.scans import ScansWouldBeDeletedError
 from xnat_prefect.testing.server import XNATEmulator
 
 if TYPE_CHECKING:
@@ -135,11 +137,32 @@ def test_delete_multiple_all_scans_logs_a_warning(
 ) -> None:
     mr_session(scans=("1", "2", "3"))
     with caplog.at_level(logging.WARNING, logger="xnat_prefect.services.scans"):
-        summary = ScanService(client).delete_multiple("SUB1_MR1", ["*"], project="P1")
+        summary = ScanService(client).delete_multiple("SUB1_MR1", ["*"], project="P1", force=True)
     assert sorted(summary.succeeded) == ["1", "2", "3"]
     assert summary.success
     assert any("ALL 3 scan" in r.getMessage() for r in caplog.records)
     assert ScanService(client).list("SUB1_MR1", project="P1") == []
+
+
+def test_delete_multiple_all_scans_without_force_is_refused_and_logged(
+    client: XNATClient, mr_session: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = mr_session(scans=("1", "2", "3"))
+    service = ScanService(client)
+    with (
+        caplog.at_level(logging.WARNING, logger="xnat_prefect.services.scans"),
+        pytest.raises(ScansWouldBeDeletedError) as caught,
+    ):
+        service.delete_multiple("SUB1_MR1", ["*"], project="P1")
+    error = caught.value
+    assert isinstance(error, ConflictError) and isinstance(error, RuntimeError)
+    assert error.status_code == 409 and sorted(error.scans) == ["1", "2", "3"]
+    message = str(error)
+    assert "'SUB1_MR1'" in message and session_id in message and "force=True" in message
+    assert "1, 2, 3" in message
+    assert any("Refused to delete ALL 3 scan" in r.getMessage() for r in caplog.records)
+    assert _scan_ids(client, session_id) == ["1", "2", "3"]
+    assert service.delete_multiple(session_id, ["2"]).success  # listed IDs need no force
 
 
 def test_delete_multiple_runs_in_parallel(
@@ -148,7 +171,7 @@ def test_delete_multiple_runs_in_parallel(
     session_id = mr_session(scans=tuple(str(i) for i in range(1, 9)))
     xnat_emulator.add_fault(r"DELETE /data/experiments/.*/scans/", "latency", latency_ms=(150, 150))
     xnat_emulator.reset_metrics()
-    summary = ScanService(client).delete_multiple(session_id, ["*"], workers=4)
+    summary = ScanService(client).delete_multiple(session_id, ["*"], workers=4, force=True)
     assert len(summary.succeeded) == 8
     peaks = [n for key, n in xnat_emulator.metrics()["max_in_flight"].items() if "DELETE" in key]
     assert max(peaks) >= 2

@@ -24,7 +24,7 @@ from xnat_prefect.services.pipelines import JobState, PipelineService
 from xnat_prefect.services.prearchive import ArchiveResult, PrearchiveService
 from xnat_prefect.services.projects import ProjectNotEmptyError, ProjectService
 from xnat_prefect.services.resources import ResourceService
-from xnat_prefect.services.scans import ScanService
+from xnat_prefect.services.scans import ScanService, ScansWouldBeDeletedError
 from xnat_prefect.services.sessions import SessionService
 from xnat_prefect.services.subjects import SubjectHasExperimentsError, SubjectService
 from xnat_prefect.services.uploads import UploadService
@@ -41,6 +41,7 @@ __all__ = [
     "ProjectService",
     "ResourceService",
     "ScanService",
+    "ScansWouldBeDeletedError",
     "SessionRef",
     "SessionService",
     "SubjectHasExperimentsError",

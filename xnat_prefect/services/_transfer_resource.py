@@ -3,8 +3,11 @@
 A directory is uploaded file by file (sub-folders kept) on per-thread clients; before sending,
 the resource's file listing says which files are already there with the same MD5 (skipped,
 whatever the ledger knows), and after sending the listing is read again to verify every
-uploaded file's MD5. An archive with ``extract=True`` (or a directory with ``extract=True``,
-zipped to a temporary file first) is one PUT that XNAT unpacks server-side.
+uploaded file's MD5. A file whose size or modification time changed while it was sent is an
+error (XNAT may hold a mix of old and new bytes whose MD5 nobody computed) and is not recorded
+in the ledger, so a re-run looks at it again. An archive with ``extract=True`` (or a directory
+with ``extract=True``, zipped to a temporary file first) is one PUT that XNAT unpacks
+server-side.
 """
 
 from __future__ import annotations
@@ -37,9 +40,13 @@ from xnat_prefect.models.resource import ResourceFile
 from xnat_prefect.models.transfer import UploadProgress, UploadSummary
 from xnat_prefect.services._transfer_import import ThreadClients
 from xnat_prefect.services._transfer_retry import describe_error, run_in_passes, upload_with_retry
-from xnat_prefect.services._transfer_send import TransferSettings, upload_tracker
+from xnat_prefect.services._transfer_send import (
+    TransferSettings,
+    changed_while_sent,
+    upload_tracker,
+)
 from xnat_prefect.services._transfer_streams import ProgressReader, ProgressTracker, md5_file
-from xnat_prefect.services.ledger import LedgerRecord, TransferLedger
+from xnat_prefect.services.ledger import LedgerRecord, TransferLedger, file_stamp
 
 __all__ = ["ARCHIVE_SUFFIXES", "ResourceUpload", "upload_to_resource"]
 
@@ -172,12 +179,14 @@ def upload_to_resource(
     remote = _listing(client, target)
     known = ledger.entries(scope) if ledger is not None else {}
     md5s: dict[Path, str] = {}
+    stamps: dict[Path, tuple[int, int]] = {}
     todo: list[tuple[Path, str]] = []
     errors: list[tuple[str, str]] = []
     skipped: list[tuple[Path, str]] = []
     for path, rel in local:
         server = remote.get(rel)
         entry = known.get(rel)
+        stamps[path] = file_stamp(path)  # before any byte is read: hashing or sending
         unchanged = entry is not None and entry.matches_file(path) and bool(entry.local_md5)
         md5s[path] = entry.local_md5 if unchanged and entry and entry.local_md5 else md5_file(path)
         if server is not None and server.digest and server.digest == md5s[path]:
@@ -220,12 +229,19 @@ def upload_to_resource(
     after = _listing(client, target) if sent else remote
     uploaded = 0
     records = [
-        LedgerRecord(rel, p, "confirmed", md5s[p], md5s[p], target.files_url) for p, rel in skipped
+        LedgerRecord(rel, p, "confirmed", md5s[p], md5s[p], target.files_url, *stamps[p])
+        for p, rel in skipped
     ]
     for path, rel in sent:
         server = after.get(rel)
         digest = server.digest if server is not None else None
-        if server is None:
+        changed = changed_while_sent(
+            path, stamps[path], rel, fix="upload it again with overwrite=True"
+        )
+        if changed is not None:
+            logger.warning("Upload of %s not confirmed: %s", rel, changed)
+            errors.append((str(path), changed))
+        elif server is None:
             errors.append((str(path), f"{rel} is missing from the resource after the upload"))
         elif digest and digest != md5s[path]:
             problem = VerificationError(
@@ -234,8 +250,11 @@ def upload_to_resource(
             errors.append((str(path), describe_error(problem)))
         else:
             uploaded += 1
-            records.append(LedgerRecord(rel, path, "confirmed", md5s[path], digest, server.uri))
-        tracker.item_done(server is not None, rel)
+            size, mtime_ns = stamps[path]
+            records.append(
+                LedgerRecord(rel, path, "confirmed", md5s[path], digest, server.uri, size, mtime_ns)
+            )
+        tracker.item_done(server is not None and changed is None, rel)
     if ledger is not None:
         ledger.record_many(scope, records)
     tracker.set_phase("done")
@@ -244,7 +263,7 @@ def upload_to_resource(
         uploaded=uploaded,
         failed=len(errors),
         skipped=len(skipped),
-        bytes_sent=sum(p.stat().st_size for p, _ in sent),
+        bytes_sent=sum(stamps[p][0] for p, _ in sent),
         duration_s=round(time.monotonic() - started, 3),
         errors=errors,
         session_uris=[target.files_url],

@@ -28,11 +28,13 @@ from xnat_prefect.services._transfer_streams import (
     ProgressTracker,
     TarStream,
 )
+from xnat_prefect.services.ledger import file_stamp
 
 __all__ = [
     "Payload",
     "SendOutcome",
     "TransferSettings",
+    "changed_while_sent",
     "file_payload",
     "send_payloads",
     "summarize",
@@ -171,6 +173,64 @@ def _md5s_of(body: Any, files: list[Path]) -> Mapping[Path, str]:
     return {}
 
 
+def changed_while_sent(
+    path: Path,
+    before: tuple[int, int] | None,
+    name: str | None = None,
+    *,
+    fix: str = "send it again",
+) -> str | None:
+    """Why a sent file cannot be confirmed: it changed (or vanished) since ``before``.
+
+    XNAT received bytes read while the file was being rewritten, so neither the MD5 computed
+    before sending nor the one hashed while streaming says what XNAT holds.
+
+    Args:
+        path: The local file.
+        before: Its ``(size, mtime_ns)`` taken before any of its bytes were read for sending
+            (None: not known, nothing to compare).
+        name: How to call it in the message (default: the path).
+        fix: What to do, completed with "once nothing writes to it".
+
+    Returns:
+        The reason (naming the file and the fix), or None when it is unchanged.
+
+    Example:
+        ```python
+        before = file_stamp(path)
+        send(path)
+        problem = changed_while_sent(path, before)
+        ```
+    """
+    if before is None:
+        return None
+    label = name or str(path)
+    try:
+        now = file_stamp(path)
+    except OSError as exc:
+        return (
+            f"{label} vanished or became unreadable while it was being uploaded "
+            f"({exc.strerror or exc}); put it back and {fix}"
+        )
+    if now == before:
+        return None
+    return (
+        f"{label} changed while it was being uploaded (size {before[0]} -> {now[0]} bytes, "
+        f"or a new modification time); XNAT may hold a mix of old and new bytes: {fix} once "
+        "nothing writes to it"
+    )
+
+
+def _stamps(files: Sequence[Path]) -> dict[Path, tuple[int, int]]:
+    stamps: dict[Path, tuple[int, int]] = {}
+    for path in files:
+        try:
+            stamps[path] = file_stamp(path)
+        except OSError:
+            continue  # reading it for the body fails and reports it
+    return stamps
+
+
 def send_payloads(
     payloads: Sequence[Payload],
     params: Mapping[str, Any],
@@ -208,11 +268,22 @@ def send_payloads(
         if preparing
         else None
     )
+    # (size, mtime_ns) of each payload's files before any of their bytes are read (zip
+    # building included): a file that changes while it is sent is an error, not confirmed
+    stamps: dict[int, dict[Path, tuple[int, int]]] = {}
+
+    def stamped(index: int, prepare: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            stamps[index] = _stamps(payloads[index].files)
+            prepare()
+
+        return run
+
     if archive_pool is not None:
         for index in preparing:
             prepare = payloads[index].prepare
             assert prepare is not None
-            prepared[index] = archive_pool.submit(prepare)
+            prepared[index] = archive_pool.submit(stamped(index, prepare))
     tracker.set_phase("uploading")
     thread_clients = ThreadClients(clients)
 
@@ -220,6 +291,9 @@ def send_payloads(
         payload = payloads[index]
         if index in prepared:
             prepared[index].result()
+        if index not in stamps:  # a retry pass keeps the stamps of the first attempt
+            stamps[index] = _stamps(payload.files)
+        before = stamps[index]
         holder: list[Any] = []
 
         def body() -> Any:
@@ -238,13 +312,25 @@ def send_payloads(
             timeout=timeout,
         )
         md5s = _md5s_of(holder[0], payload.files) if holder else {}
-        ingest.confirm(payload.files, remote=uris[0] if uris else None, md5s=md5s)
-        size = sum(_size(p) for p in payload.files)
+        changed = {
+            path: why
+            for path in payload.files
+            if (why := changed_while_sent(path, before.get(path))) is not None
+        }
+        kept = [p for p in payload.files if p not in changed]
+        ingest.confirm(kept, remote=uris[0] if uris else None, md5s=md5s)
+        size = sum(_size(p) for p in kept)
+        for why in changed.values():
+            logger.warning("%s: not confirmed: %s", payload.label, why)
         with lock:
             outcome.uris.update(uris)
-            outcome.uploaded.extend(payload.files)
+            outcome.uploaded.extend(kept)
+            outcome.errors.extend((str(p), why) for p, why in changed.items())
             outcome.bytes_sent += size
-        tracker.item_done(True, payload.label, items=len(payload.files))
+        if kept:
+            tracker.item_done(True, payload.label, items=len(kept))
+        if changed:
+            tracker.item_done(False, payload.label, items=len(changed))
         if payload.cleanup is not None:
             payload.cleanup()
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from typing import NoReturn
 from urllib.parse import quote
 
 from xnat_prefect._redact import get_logger
-from xnat_prefect.errors import InvalidInputError, ResourceNotFoundError, XNATError
+from xnat_prefect.errors import ConflictError, InvalidInputError, ResourceNotFoundError, XNATError
 from xnat_prefect.models.resource import Resource
 from xnat_prefect.models.scan import Scan
 from xnat_prefect.models.summaries import BatchSummary
@@ -30,13 +31,30 @@ from xnat_prefect.services.base import (
 )
 from xnat_prefect.services.resources import ResourceService
 
-__all__ = ["SCAN_QUALITIES", "ScanService"]
+__all__ = ["SCAN_QUALITIES", "ScanService", "ScansWouldBeDeletedError"]
 
 logger = get_logger(__name__)
 
 SCAN_QUALITIES = ("usable", "questionable", "unusable")
 
 ProgressCallback = Callable[[int, int, str], None]
+
+
+class ScansWouldBeDeletedError(ConflictError, RuntimeError):
+    """Refused ``delete_multiple(session, ["*"])`` without ``force``: every scan would go.
+
+    A :class:`~xnat_prefect.errors.ConflictError` (status 409, never retried) and, like the
+    subject and project guards, a ``RuntimeError``.
+
+    Args:
+        message: What was refused and how to proceed.
+        scans: IDs of the scans that would have been deleted.
+        path: The session's scans URL.
+    """
+
+    def __init__(self, message: str, *, scans: builtins.list[str], path: str) -> None:
+        super().__init__(409, message, method="DELETE", path=path)
+        self.scans = scans
 
 
 class ScanService(BaseService):
@@ -163,13 +181,16 @@ class ScanService(BaseService):
         parallel: bool = True,
         workers: int = 4,
         progress_callback: ProgressCallback | None = None,
+        *,
+        force: bool = False,
     ) -> BatchSummary:
         """Delete multiple scans.
 
-        ``["*"]`` deletes every scan of the session (logged at WARNING). Failures of single
-        scans are collected, not raised. ``progress_callback`` runs in the calling thread after
-        each scan, in completion order; an exception it raises propagates (scans already
-        submitted still finish).
+        ``["*"]`` deletes every scan of the session only with ``force=True`` (logged at
+        WARNING); without it the call is refused (and the refusal logged) before anything is
+        deleted. Failures of single scans are collected, not raised. ``progress_callback``
+        runs in the calling thread after each scan, in completion order; an exception it raises
+        propagates (scans already submitted still finish).
 
         Args:
             session_id: Session ID (or label with ``project``).
@@ -179,6 +200,7 @@ class ScanService(BaseService):
             parallel: Use parallel deletion (a ``ThreadPoolExecutor(max_workers=workers)``).
             workers: Number of parallel workers.
             progress_callback: Callback(current, total, scan_id).
+            force: Needed with ``["*"]``: delete every scan of the session.
 
         Returns:
             :class:`BatchSummary` (``summary["deleted"]`` lists deleted scans; ``failed`` maps
@@ -188,6 +210,7 @@ class ScanService(BaseService):
             InvalidInputError: ``scan_ids`` is not a list, mixes ``"*"`` with IDs, holds a bad ID,
                 or ``workers`` < 1.
             ResourceNotFoundError: No such session.
+            ScansWouldBeDeletedError: ``["*"]`` without ``force`` on a session that has scans.
 
         Example:
             ```python
@@ -211,10 +234,13 @@ class ScanService(BaseService):
         if everything:
             rows = self.client.get_result_set(f"{base}/scans", {"columns": "ID"})
             wanted = [row["ID"] for row in rows if row.get("ID")]
+            accession = base.rsplit("/", 1)[-1]
+            if wanted and not force:
+                self._refuse_all(session_id, accession, wanted, f"{base}/scans")
             logger.warning(
-                "Deleting ALL %d scan(s) of session %s (remove_files=%s)",
+                "Deleting ALL %d scan(s) of session %s (remove_files=%s, forced)",
                 len(wanted),
-                base.rsplit("/", 1)[-1],
+                accession,
                 remove_files,
             )
         summary = BatchSummary(operation="delete", total=len(wanted))
@@ -252,6 +278,24 @@ class ScanService(BaseService):
                     record(scan_id, None)
         summary.succeeded = [scan_id for scan_id in wanted if scan_id in done]
         return summary
+
+    @staticmethod
+    def _refuse_all(
+        session_id: str, accession: str, scans: builtins.list[str], path: str
+    ) -> NoReturn:
+        shown = ", ".join(scans[:10]) + (
+            f", ... ({len(scans) - 10} more)" if len(scans) > 10 else ""
+        )
+        name = repr(session_id) if accession == session_id else f"{session_id!r} ({accession})"
+        logger.warning(
+            "Refused to delete ALL %d scan(s) of session %s without force", len(scans), accession
+        )
+        raise ScansWouldBeDeletedError(
+            f"scan_ids=['*'] would delete all {len(scans)} scan(s) of session {name}: {shown}; "
+            "pass force=True to delete them all, or list the scan IDs to delete",
+            scans=scans,
+            path=path,
+        )
 
     def get_resources(
         self, session_id: str, scan_id: str, project: str | None = None
