@@ -5,6 +5,9 @@
 * :func:`run_logger` is Prefect's run logger with the secret-redaction filter installed on it
   and on Prefect's flow/task run loggers, so passwords, tokens and session ids never reach the
   Prefect API (Prefect masks ``SecretStr`` fields in the UI, not inside log text).
+* :func:`fanout_runner` builds the task runner of a flow's per-batch / per-session fan-out:
+  a capped ``ThreadPoolTaskRunner``, or a ``DaskTaskRunner`` (optional ``prefect-dask``) on a
+  Dask cluster at an address or on a LocalCluster sized from ``max_workers``.
 * :class:`ProgressReporter` keeps one progress artifact up to date from many worker threads
   (throttled: at most one API call per ``min_interval`` seconds).
 * :func:`emit_session_archived` sends the ``xnat.session.archived`` event that downstream
@@ -13,19 +16,22 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import math
+import os
 import re
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, Protocol, TypeVar, cast
 from uuid import UUID
 
-from prefect import get_run_logger
+from prefect import Task, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.events import emit_event
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, PrefectFutureList
 from prefect.logging.loggers import LoggingAdapter
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -34,12 +40,19 @@ from xnat_prefect.blocks import DicomNode, XNATCredentials
 from xnat_prefect.errors import InvalidInputError
 
 __all__ = [
+    "DASK_EXTRA_HINT",
     "EVENT_SESSION_ARCHIVED",
+    "FANOUT_EXECUTORS",
+    "FanoutExecutor",
+    "FanoutRunner",
+    "MissingExtraError",
     "ProgressReporter",
     "RunLogger",
     "artifact_key",
+    "check_fanout",
     "current_flow_run_id",
     "emit_session_archived",
+    "fanout_runner",
     "flow_task_runner",
     "resolve_credentials",
     "resolve_dicom_node",
@@ -51,9 +64,37 @@ EVENT_SESSION_ARCHIVED = "xnat.session.archived"
 """Name of the event emitted once per newly archived session."""
 
 RunLogger = logging.Logger | LoggingAdapter
+FanoutExecutor = Literal["threads", "dask"]
+_R = TypeVar("_R")
 _PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.flows", "prefect")
 _KEY_UNSAFE = re.compile(r"[^a-z0-9-]+")
 _VARIABLE_UNSAFE = re.compile(r"[^a-z0-9_-]+")
+FANOUT_EXECUTORS: tuple[FanoutExecutor, ...] = ("threads", "dask")
+"""Where a composite flow's fan-out can run: its own threads, or a Dask cluster."""
+DASK_EXTRA_HINT = "pip install 'xnat-prefect[dask]'"
+"""How to install what ``executor='dask'`` needs (``prefect-dask``)."""
+
+
+class MissingExtraError(InvalidInputError, ImportError):
+    """An option needs an optional dependency that is not installed; the message says how."""
+
+
+class FanoutRunner(Protocol):
+    """What a flow uses of its fan-out runner (a thread pool or a Dask task runner)."""
+
+    def __enter__(self) -> Any:
+        """Start the runner (a Dask runner connects, or starts its LocalCluster, on first use)."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Wait for nothing more; shut the threads or the LocalCluster down."""
+
+    def map(
+        self,
+        task: Task[Any, _R],
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+    ) -> PrefectFutureList[PrefectFuture[_R]]:
+        """One task run per item of the mapped parameters (``unmapped(...)`` for shared ones)."""
 
 
 def resolve_credentials(credentials: XNATCredentials | str) -> XNATCredentials:
@@ -125,6 +166,112 @@ def flow_task_runner(max_workers: int) -> TaskRunner[PrefectFuture[Any]]:
         ```
     """
     return cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=max_workers))
+
+
+def check_fanout(executor: str, dask_address: str | None = None) -> str | None:
+    """Check the fan-out parameters of a flow before it does any work.
+
+    Args:
+        executor: ``threads`` or ``dask``.
+        dask_address: Scheduler address of a Dask cluster (``dask`` only), or None.
+
+    Returns:
+        The address, stripped (None for none or an empty string).
+
+    Raises:
+        InvalidInputError: Unknown executor, or an address with ``executor='threads'``.
+        MissingExtraError: ``executor='dask'`` without ``prefect-dask`` installed.
+
+    Example:
+        ```python
+        check_fanout("dask", "tcp://dask-scheduler:8786")  # 'tcp://dask-scheduler:8786'
+        ```
+    """
+    if executor not in FANOUT_EXECUTORS:
+        raise InvalidInputError(f"executor must be one of {FANOUT_EXECUTORS}, got {executor!r}")
+    address = dask_address.strip() if isinstance(dask_address, str) else dask_address
+    if address is not None and not isinstance(address, str):
+        raise InvalidInputError(f"dask_address must be a string, got {type(address).__name__}")
+    address = address or None
+    if address is not None and executor != "dask":
+        raise InvalidInputError(
+            f"dask_address={address!r} needs executor='dask' (the fan-out runs on threads "
+            "otherwise); pass both, or neither"
+        )
+    if executor == "dask":
+        _dask_task_runner_class()
+    return address
+
+
+def _dask_task_runner_class() -> Any:
+    # Imported by name at run time: prefect-dask is an optional extra, and the package must
+    # import (and type-check) without it.
+    try:
+        module = importlib.import_module("prefect_dask")
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"executor='dask' needs the optional prefect-dask package: {DASK_EXTRA_HINT} "
+            "(or use executor='threads')"
+        ) from exc
+    return module.DaskTaskRunner
+
+
+def _local_cluster_kwargs(max_workers: int) -> dict[str, Any]:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    processes = max(1, min(max_workers, cpus or 1))
+    return {
+        "n_workers": processes,
+        "threads_per_worker": math.ceil(max_workers / processes),
+        "processes": True,
+        "dashboard_address": None,  # a cluster per flow run: no web server, no port to clash
+    }
+
+
+def fanout_runner(
+    max_workers: int,
+    *,
+    executor: FanoutExecutor = "threads",
+    dask_address: str | None = None,
+) -> FanoutRunner:
+    """The task runner of a flow's fan-out (one task per batch or session).
+
+    ``threads``: a ``ThreadPoolTaskRunner`` with ``max_workers`` threads in the flow's process.
+    ``dask``: a ``DaskTaskRunner`` (optional ``prefect-dask``) on the cluster at
+    ``dask_address``, or, without one, on a LocalCluster of its own (started on first use,
+    closed on exit) with one worker process per CPU up to ``max_workers`` and enough threads
+    per process for ``max_workers`` tasks at once (rounded up). On a cluster at an address its
+    size sets the parallelism. Either way the XNAT concurrency limits the tasks take
+    (:func:`~xnat_prefect.tasks.limits.xnat_slot`) hold server-wide, in every Dask worker.
+
+    Args:
+        max_workers: Tasks at once (threads; LocalCluster size).
+        executor: ``threads`` or ``dask``.
+        dask_address: Scheduler address (``tcp://host:8786``) of an existing Dask cluster.
+
+    Returns:
+        The runner; use it as a context manager around ``runner.map(...)``.
+
+    Raises:
+        InvalidInputError: Bad ``max_workers``, ``executor`` or ``dask_address``.
+        MissingExtraError: ``executor='dask'`` without ``prefect-dask`` (install the ``dask``
+            extra: ``pip install 'xnat-prefect[dask]'``).
+
+    Example:
+        ```python
+        with fanout_runner(4, executor="dask") as runner:
+            futures = runner.map(my_task, {"item": items})
+            results = [f.result() for f in futures]
+        ```
+    """
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise InvalidInputError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+    address = check_fanout(executor, dask_address)
+    if executor == "threads":
+        return cast(FanoutRunner, flow_task_runner(max_workers))
+    runner_class = _dask_task_runner_class()
+    if address is not None:
+        return cast(FanoutRunner, runner_class(address=address))
+    return cast(FanoutRunner, runner_class(cluster_kwargs=_local_cluster_kwargs(max_workers)))
 
 
 def run_logger() -> RunLogger:
@@ -205,6 +352,12 @@ def current_flow_run_id() -> UUID | None:
 class ProgressReporter:
     """One progress artifact, advanced from many threads, updated at most every few seconds.
 
+    It pickles (tasks on a Dask cluster receive a copy in another process). A copy counts its
+    own units but never updates the artifact: it cannot know what the other copies did, and a
+    copy's percentage would move the bar backwards. The flow's own reporter sets 100 % when
+    the fan-out is done (:meth:`finish`), so with ``executor='dask'`` the bar goes from 0 to
+    100 % at once, and each task's progress is in its logs.
+
     Args:
         key: Artifact key (see :func:`artifact_key`).
         total: Units of work in all (files, sessions...); 0 means "unknown".
@@ -230,15 +383,31 @@ class ProgressReporter:
         self._lock = threading.Lock()
         self._last_sent = 0.0
         self._last_value = 0.0
+        self._detached = False
         # sync call (flows here are sync): async_dispatch returns the UUID itself
         self.artifact_id = cast(
             UUID, create_progress_artifact(0.0, key=key, description=description)
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]  # a lock does not pickle; each copy gets its own
+        state["_detached"] = True
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def done(self) -> int:
-        """Units completed so far."""
+        """Units completed so far (by this copy, for a copy in a Dask worker)."""
         return self._done
+
+    @property
+    def detached(self) -> bool:
+        """True for a copy made by pickling (it does not update the artifact)."""
+        return self._detached
 
     def _percent(self) -> float:
         if self.total <= 0:
@@ -267,7 +436,7 @@ class ProgressReporter:
         self._send(100.0)
 
     def _send(self, value: float) -> None:
-        if value == self._last_value and value != 100.0:
+        if self._detached or (value == self._last_value and value != 100.0):
             return
         self._last_value = value
         try:

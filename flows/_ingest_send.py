@@ -10,14 +10,23 @@ Per transport (``xnat-rest.md`` §8, §10):
 * ``cstore``: the batch goes over one DICOM association (``dicom.store_scu.send_files``) to
   XNAT's receiver; slot kind ``dicom``.
 
+The HTTP transports consult the transfer ledger (:mod:`xnat_prefect.services.ledger`, the
+per-user one in ``$XNAT_PREFECT_LEDGER_DIR``): files XNAT already accepted for the same
+destination, unchanged since, are not sent again, so re-running a crashed ingest sends only
+what is missing (a zip batch is skipped when all its files were accepted). With
+``overwrite='delete'`` the ledger is not consulted: a replacement sends everything.
+
 A batch with files XNAT did not accept fails with :class:`~xnat_prefect.errors.TransferError`
-naming how many and why. Transient failures (timeouts, 429/502/503/504, a refused or busy DICOM
-association) are retried by Prefect; the emulator and XNAT both replace a re-sent SOP instance,
-so a retried batch cannot duplicate data.
+naming how many, the first local file and why. Transient failures (timeouts, 429/502/503/504,
+a refused or busy DICOM association, C-STORE files left unsent only because associations were
+lost) are retried by Prefect; the emulator and XNAT both replace a re-sent SOP instance, so a
+retried batch cannot duplicate data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,18 +36,24 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
 from xnat_prefect.blocks import XNATCredentials
+from xnat_prefect.client import XNATClient
 from xnat_prefect.dicom.archives import build_archive
-from xnat_prefect.dicom.store_scu import DicomNetworkError, StoreResult, send_files
-from xnat_prefect.errors import TransferError, is_transient
+from xnat_prefect.dicom.store_scu import NOT_SENT, DicomNetworkError, StoreResult, send_files
+from xnat_prefect.errors import InvalidInputError, TransferError, is_transient
 from xnat_prefect.flows._common import ProgressReporter, run_logger
 from xnat_prefect.flows._ingest_source import Batch
 from xnat_prefect.flows.results import BatchReport, Transport
 from xnat_prefect.models.transfer import UploadProgress, UploadSummary
+from xnat_prefect.services._transfer_import import IngestLedger, destination_alive, dicom_scope
+from xnat_prefect.services.ledger import TransferLedger, file_stamp
 from xnat_prefect.services.uploads import UploadService
 from xnat_prefect.tasks._common import xnat_client
 from xnat_prefect.tasks.limits import xnat_slot
 
 __all__ = ["CStoreNode", "SendTarget", "send_batch"]
+
+#: ``TransferError.status`` of a C-STORE batch whose files were only lost to the network.
+NETWORK_LOST = "NETWORK_LOST"
 
 
 @dataclass(frozen=True)
@@ -96,12 +111,45 @@ class SendTarget:
     workspace: Path
     node: CStoreNode | None = None
 
+    @property
+    def resume(self) -> bool:
+        """Whether files the ledger shows as accepted are skipped (not when replacing)."""
+        return self.zip_overwrite != "delete"
+
 
 def _retry_transient(task_obj: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     exc = state.data if isinstance(state.data, BaseException) else None
     if isinstance(exc, DicomNetworkError):
         return exc.transient
+    if isinstance(exc, TransferError) and exc.status == NETWORK_LOST:
+        return True
     return exc is not None and is_transient(exc)
+
+
+@contextmanager
+def _ledger(target: SendTarget) -> Iterator[TransferLedger | None]:
+    """The per-user transfer ledger, or None (replacing, or the ledger cannot be opened)."""
+    if not target.resume:
+        yield None
+        return
+    try:
+        ledger = TransferLedger.default()
+    except InvalidInputError as exc:
+        run_logger().warning("%s; this batch is sent without it (a re-run resends it)", exc)
+        yield None
+        return
+    with ledger:
+        yield ledger
+
+
+def _destination(
+    client: XNATClient, ledger: TransferLedger | None, target: SendTarget, labels: tuple[str, ...]
+) -> IngestLedger:
+    project, subject, session = labels
+    scope = dicom_scope(
+        client.base_url, project, subject, session, direct_archive=target.direct_archive
+    )
+    return IngestLedger(ledger, scope)
 
 
 class _Advance:
@@ -173,10 +221,15 @@ def send_batch(
 
 def _check_summary(batch: Batch, summary: UploadSummary) -> None:
     if summary.failed or summary.errors:
-        first = summary.errors[0][1] if summary.errors else "no reason given"
+        # XNAT names the upload ("upload.dcm", the zip), not the local file: name it here
+        first = (
+            f"{summary.errors[0][0]}: {summary.errors[0][1]}"
+            if summary.errors
+            else "no reason given"
+        )
         raise TransferError(
             f"batch {batch.number}: {summary.failed} of {summary.total_files} file(s) were not "
-            f"accepted by XNAT (first reason: {first})",
+            f"accepted by XNAT (first: {first}); fix or remove the file(s) and run again",
             target=f"batch-{batch.number}",
         )
 
@@ -194,8 +247,13 @@ def _send_gradual(
     progress: ProgressReporter | None,
 ) -> BatchReport:
     project, subject, session = _labels(target)
-    with xnat_slot(credentials.server_key, "uploads"), xnat_client(credentials) as client:
-        summary = UploadService(client, ledger=False).upload_dicom_gradual_files(
+    with (
+        _ledger(target) as ledger,
+        xnat_slot(credentials.server_key, "uploads"),
+        xnat_client(credentials) as client,
+    ):
+        service = UploadService(client, ledger=ledger if ledger is not None else False)
+        summary = service.upload_dicom_gradual_files(
             files=list(batch.files),
             project=project,
             subject=subject,
@@ -221,23 +279,50 @@ def _send_zip(
     progress: ProgressReporter | None,
 ) -> BatchReport:
     project, subject, session = _labels(target)
-    name = f"batch-{batch.number:04d}.zip"
-    info = build_archive(batch.files, target.workspace, fmt="zip", name=name, root=target.root)
-    try:
-        with xnat_slot(credentials.server_key, "uploads"), xnat_client(credentials) as client:
-            summary = UploadService(client, ledger=False).upload_dicom(
-                project,
-                subject,
-                session,
-                info.path,
-                overwrite=target.zip_overwrite == "delete",
-                quarantine=not target.direct_archive,
-                parallel=False,
-                workers=1,
+    files = [Path(f).resolve() for f in batch.files]
+    with _ledger(target) as ledger, xnat_client(credentials) as client:
+        destination = _destination(client, ledger, target, (project, subject, session))
+
+        def alive(remotes: set[str]) -> bool:
+            return destination_alive(client, project=project, session=session, remotes=remotes)
+
+        # a zip import is all or nothing: skip the batch only when every file was accepted
+        if not destination.split(files, alive)[0]:
+            run_logger().info(
+                "batch %d: XNAT already accepted its %d file(s) (transfer ledger); not sending",
+                batch.number,
+                len(files),
             )
-    finally:
-        info.path.unlink(missing_ok=True)
-    _check_summary(batch, summary)
+            if progress is not None:
+                progress.advance(len(files))
+            return BatchReport(
+                batch=batch.number,
+                files=len(files),
+                sent=0,
+                bytes_sent=0,
+                series=list(batch.scan_ids),
+            )
+        stamps = {f: file_stamp(f) for f in files}  # a file changed while zipped is not confirmed
+        name = f"batch-{batch.number:04d}.zip"
+        info = build_archive(batch.files, target.workspace, fmt="zip", name=name, root=target.root)
+        try:
+            with xnat_slot(credentials.server_key, "uploads"):
+                summary = UploadService(client, ledger=False).upload_dicom(
+                    project,
+                    subject,
+                    session,
+                    info.path,
+                    overwrite=target.zip_overwrite == "delete",
+                    quarantine=not target.direct_archive,
+                    parallel=False,
+                    workers=1,
+                )
+        finally:
+            info.path.unlink(missing_ok=True)
+        _check_summary(batch, summary)
+        remote = summary.session_uris[0] if summary.session_uris else None
+        unchanged = [f for f in files if file_stamp(f) == stamps[f]]
+        destination.confirm(unchanged, remote=remote, md5s={})
     if progress is not None:
         progress.advance(len(batch.files))
     return BatchReport(
@@ -271,10 +356,23 @@ def _send_cstore(
             on_result=on_result,
         )
     failed = [r for r in results if not r.ok]
+    if failed and all(r.status == NOT_SENT and r.transient for r in failed):
+        # only lost associations: Prefect retries the batch (re-sent instances are replaced)
+        lost = TransferError(
+            f"batch {batch.number}: {len(failed)} of {len(results)} file(s) were not sent to "
+            f"{node.called_aet}@{node.host}:{node.port} because the DICOM associations were "
+            f"lost (first: {failed[0].path}: {failed[0].error}); check the network to the "
+            "receiver and run again",
+            target=f"batch-{batch.number}",
+            status=NETWORK_LOST,
+        )
+        lost.transient = True  # type: ignore[attr-defined]
+        raise lost
     if failed:
         raise TransferError(
             f"batch {batch.number}: {len(failed)} of {len(results)} file(s) were refused by "
-            f"{node.called_aet}@{node.host}:{node.port} (first: {failed[0].error})",
+            f"{node.called_aet}@{node.host}:{node.port} (first: {failed[0].path}: "
+            f"{failed[0].error})",
             target=f"batch-{batch.number}",
         )
     return BatchReport(

@@ -16,7 +16,7 @@ from xnat_prefect.errors import ArchiveFailed, ResourceNotFoundError
 from xnat_prefect.flows._common import run_logger
 from xnat_prefect.flows._ingest_settle import SessionSettler, SettledSession, SettleOptions
 from xnat_prefect.flows._ingest_source import SourceManifest, read_source
-from xnat_prefect.flows._ingest_verify import VerifyReport, verify_archive
+from xnat_prefect.flows._ingest_verify import META_REWRITTEN_WARNING, VerifyReport, verify_archive
 from xnat_prefect.services import SessionService
 from xnat_prefect.tasks._common import retry_on_transient, xnat_client
 
@@ -172,6 +172,7 @@ def verify_session(
     manifest: SourceManifest,
     check_md5: bool,
     allow_extra: bool,
+    meta_rewritten: bool = False,
 ) -> VerifyReport:
     """Compare the archived session with the local files (raises on any mismatch).
 
@@ -181,6 +182,8 @@ def verify_session(
         manifest: The local study.
         check_md5: Compare MD5 digests too.
         allow_extra: Archived data the source lacks is only a warning.
+        meta_rewritten: Sent by C-STORE (the receiver rewrote the file meta): the MD5 check is
+            skipped with one WARNING saying why.
 
     Returns:
         The per-scan checks.
@@ -193,8 +196,15 @@ def verify_session(
     """
     with xnat_client(credentials) as client:
         report = verify_archive(
-            client, experiment_id, manifest, check_md5=check_md5, allow_extra=allow_extra
+            client,
+            experiment_id,
+            manifest,
+            check_md5=check_md5,
+            allow_extra=allow_extra,
+            meta_rewritten=meta_rewritten,
         )
+    if check_md5 and meta_rewritten:
+        run_logger().warning("%s: %s", experiment_id, META_REWRITTEN_WARNING)
     checked = "UIDs" if any(s.uids_checked for s in report.scans) else "file counts"
     run_logger().info(
         "verified %s: %d scan(s) match (%s)", experiment_id, len(report.scans), checked

@@ -7,7 +7,10 @@
   be there.
 * MD5 (optional): every local file's MD5 must be among the catalog digests. Only meaningful when
   the site does not anonymize on receipt (XNAT's default site anonymization rewrites headers, so
-  archived bytes differ).
+  archived bytes differ), and never for C-STORE: a DICOM receiver writes its own Part-10 file
+  meta (implementation class UID, version name), so no archived file has the source file's
+  MD5 although the datasets are identical. With ``meta_rewritten`` the MD5 is skipped with a
+  warning (:data:`META_REWRITTEN_WARNING`); counts and UIDs are still checked.
 
 With ``allow_extra`` (merging into a session that already had data) archived scans, files and
 UIDs that the source does not have are warnings, not failures.
@@ -27,9 +30,14 @@ from xnat_prefect.flows._ingest_source import LocalFile, SourceManifest
 from xnat_prefect.flows.results import ScanCheck
 from xnat_prefect.services import ResourceService, ScanService
 
-__all__ = ["VerifyReport", "catalog_uids", "verify_archive"]
+__all__ = ["META_REWRITTEN_WARNING", "VerifyReport", "catalog_uids", "verify_archive"]
 
 DICOM_RESOURCE = "DICOM"
+META_REWRITTEN_WARNING = (
+    "MD5 not checked: a C-STORE receiver writes its own DICOM file meta, so no archived "
+    "file can have the source file's MD5 (the datasets are the same); scans, file counts and "
+    "SOP Instance UIDs (where XNAT's catalog lists them) were verified instead"
+)
 _SHOWN = 5
 
 
@@ -150,6 +158,7 @@ def verify_archive(
     *,
     check_md5: bool = False,
     allow_extra: bool = False,
+    meta_rewritten: bool = False,
 ) -> VerifyReport:
     """Check the archived session against the source; raise on any mismatch.
 
@@ -159,6 +168,9 @@ def verify_archive(
         manifest: The local study.
         check_md5: Also compare MD5 digests.
         allow_extra: Archived data the source lacks is a warning, not a failure.
+        meta_rewritten: The files were sent by C-STORE, so the receiver rewrote their file
+            meta: ``check_md5`` is then skipped and :data:`META_REWRITTEN_WARNING` added to the
+            report's warnings.
 
     Returns:
         The checks (all passed).
@@ -173,6 +185,9 @@ def verify_archive(
         ```
     """
     report = VerifyReport()
+    if check_md5 and meta_rewritten:
+        report.warnings.append(META_REWRITTEN_WARNING)
+        check_md5 = False
     local_scans = manifest.by_scan()
     archived = {s.scan_id for s in ScanService(client).list(experiment_id)}
     for scan_id, files in local_scans.items():

@@ -18,14 +18,16 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.errors import InvalidInputError, TransferError, VerificationError
 from xnat_prefect.flows._common import (
+    FanoutExecutor,
     ProgressReporter,
     artifact_key,
+    check_fanout,
+    fanout_runner,
     flow_task_runner,
     resolve_credentials,
     run_logger,
@@ -123,6 +125,23 @@ def download_one_session(
     )
 
 
+def _output_root(output_dir: str | Path) -> Path:
+    """The resolved output folder, created; a path that is (or runs through) a file is refused."""
+    root = Path(output_dir).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise InvalidInputError(
+            f"output_dir {root} exists and is not a folder; pass a folder path (or move the file)"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise InvalidInputError(
+            f"output_dir {root} cannot be created: {exc.filename or root} is a file, not a "
+            "folder; pass a folder path"
+        ) from exc
+    return root
+
+
 @flow(name="xnat-download-sessions", task_runner=flow_task_runner(4), validate_parameters=True)
 def download_sessions(
     credentials: XNATCredentials | str,
@@ -138,6 +157,8 @@ def download_sessions(
     workers_per_session: int = 2,
     max_workers: int = 4,
     raise_on_failure: bool = True,
+    executor: FanoutExecutor = "threads",
+    dask_address: str | None = None,
 ) -> DownloadSessionsResult:
     """Download sessions into ``output_dir`` (one folder per session), resumable and verified.
 
@@ -155,14 +176,22 @@ def download_sessions(
         max_workers: Sessions downloaded at once by this run (the ``downloads`` limit applies on
             top, server-wide).
         raise_on_failure: Raise the first session's error; else report failures.
+        executor: Where the sessions run: ``threads`` of this flow run, or ``dask`` (needs the
+            ``dask`` extra) on the cluster at ``dask_address`` or, without one, on a
+            LocalCluster of ``max_workers`` task slots started for this run. ``output_dir``
+            must be on storage every Dask worker writes.
+        dask_address: Scheduler address of an existing Dask cluster (``tcp://host:8786``).
 
     Returns:
         :class:`~xnat_prefect.flows.results.DownloadSessionsResult`.
 
     Raises:
-        TransferError: A session's files could not all be fetched (``raise_on_failure``).
-        VerificationError: A checksum did not match (``raise_on_failure``).
-        InvalidInputError: Bad parameters.
+        TransferError: A session's files could not all be fetched (``raise_on_failure``); the
+            disk filled up (status ``ENOSPC``, no ``.part`` left).
+        VerificationError: A checksum did not match, or XNAT lists no files for a scan whose
+            resources report files (``raise_on_failure``).
+        InvalidInputError: Bad parameters (``output_dir`` is a file, for one).
+        MissingExtraError: ``executor='dask'`` without the ``dask`` extra (prefect-dask).
 
     Example:
         ```python
@@ -182,8 +211,8 @@ def download_sessions(
             raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
     if not targets:
         raise InvalidInputError("pass at least one session to download")
-    root = Path(output_dir).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    dask_address = check_fanout(executor, dask_address)
+    root = _output_root(output_dir)
     options: dict[str, Any] = {
         "project": project,
         "include_resources": include_resources,
@@ -200,8 +229,8 @@ def download_sessions(
     )
     result = DownloadSessionsResult(output_dir=str(root))
     errors: list[BaseException] = []
-    runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
-        max_workers=min(max_workers, len(targets))
+    runner = fanout_runner(
+        min(max_workers, len(targets)), executor=executor, dask_address=dask_address
     )
     with runner:
         futures = runner.map(

@@ -2,8 +2,9 @@
 
 1. Read the source (folder or zip): every file's study/series/instance UIDs, one study only.
 2. Split it into batches along series and send them, one Prefect task per batch on a
-   ``ThreadPoolTaskRunner(max_workers=...)``, each holding one slot of the server's ``uploads``
-   limit (``dicom`` for C-STORE) so the number of requests in flight holds across runs.
+   ``ThreadPoolTaskRunner(max_workers=...)`` (or a Dask cluster: ``executor='dask'``), each
+   holding one slot of the server's ``uploads`` limit (``dicom`` for C-STORE) so the number
+   of requests in flight holds across runs and Dask workers.
 3. Follow the study by StudyInstanceUID through the prearchive (or Direct-Archive) to the
    archive; CONFLICT, ERROR, a stall, an Unassigned routing or scans listing no files fail with
    :class:`~xnat_prefect.errors.ArchiveFailed` / :class:`~xnat_prefect.errors.SessionNotSettled`.
@@ -20,21 +21,23 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from xnat_prefect.blocks import DicomNode, XNATCredentials
-from xnat_prefect.errors import InvalidInputError, TransferError
+from xnat_prefect.errors import InvalidInputError, TransferError, is_transient
 from xnat_prefect.flows._common import (
+    FanoutExecutor,
     ProgressReporter,
     RunLogger,
     artifact_key,
+    check_fanout,
     emit_session_archived,
+    fanout_runner,
     flow_task_runner,
     resolve_credentials,
     resolve_dicom_node,
@@ -51,6 +54,7 @@ from xnat_prefect.flows._ingest_tasks import (
     verify_session,
 )
 from xnat_prefect.flows.results import BatchReport, IngestResult, ScanCheck, Transport
+from xnat_prefect.services.base import check_new_label, check_ref
 
 __all__ = ["ingest_dicom"]
 
@@ -74,6 +78,7 @@ def _check_inputs(
             f"transport {transport!r} needs project, subject and session; pass them, or use "
             "transport='cstore' to let XNAT route the study by its DICOM headers"
         )
+    _check_labels(transport, labels)
     if overwrite not in ("none", "append", "delete"):
         raise InvalidInputError(f"overwrite must be none, append or delete, got {overwrite!r}")
     for name, value in (("batches", batches), ("max_workers", max_workers)):
@@ -83,6 +88,24 @@ def _check_inputs(
     for name, number in zip(names, timings, strict=True):
         if not number > 0:
             raise InvalidInputError(f"{name} must be > 0 seconds, got {number!r}")
+
+
+def _check_labels(transport: str, labels: tuple[str | None, str | None, str | None]) -> None:
+    """Refuse bad ids/labels before any task runs (the upload checks them again per batch).
+
+    HTTP transports create (or merge into) the subject and session, so those must be valid new
+    labels; for C-STORE they only name what to look for, so they must be usable in a URL.
+    """
+    project, subject, session = labels
+    if project:
+        check_ref(project, "project")
+    for name, value in (("subject", subject), ("session", session)):
+        if not value:  # only C-STORE gets here without every label (routed by the headers)
+            continue
+        if transport == "cstore":
+            check_ref(value, name)
+        else:
+            check_new_label(value, name)
 
 
 def _cstore_node(credentials: XNATCredentials, node: DicomNode | None) -> CStoreNode:
@@ -100,9 +123,12 @@ def _send_all(
     target: SendTarget,
     progress: ProgressReporter,
     max_workers: int,
+    *,
+    executor: FanoutExecutor = "threads",
+    dask_address: str | None = None,
 ) -> list[BatchReport]:
-    runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
-        max_workers=min(max_workers, len(plan))
+    runner = fanout_runner(
+        min(max_workers, len(plan)), executor=executor, dask_address=dask_address
     )
     with runner:
         futures = runner.map(
@@ -125,6 +151,15 @@ def _send_all(
                 reports.append(BatchReport.model_validate(report))
     if len(errors) == 1:
         raise errors[0]
+    first = errors[0] if errors else None
+    if (
+        first is not None
+        and not isinstance(first, TransferError)
+        and all(type(e) is type(first) and not is_transient(e) for e in errors)
+    ):
+        # the same permanent failure in every failed batch (a wrong AE title, a refused
+        # label): its type says what to fix, a generic TransferError would hide it
+        raise first
     if errors:
         raise TransferError(
             f"{len(errors)} of {len(plan)} batches failed; first: {errors[0]}",
@@ -189,6 +224,8 @@ def ingest_dicom(
     verify: bool = True,
     verify_checksums: bool = False,
     emit_events: bool = True,
+    executor: FanoutExecutor = "threads",
+    dask_address: str | None = None,
 ) -> IngestResult:
     """Ingest one DICOM study (folder or zip) into XNAT, wait until archived, verify it.
 
@@ -215,15 +252,24 @@ def ingest_dicom(
         max_wait_seconds: Fail when not settled after this long.
         poll_interval_seconds: Pause between polls of the prearchive/archive.
         verify: Compare the archived session with the source.
-        verify_checksums: Also compare MD5s (only when the site does not anonymize on receipt).
+        verify_checksums: Also compare MD5s (only when the site does not anonymize on receipt;
+            with ``cstore`` the receiver rewrites the file meta, so the MD5s are skipped with a
+            warning and the scans, file counts and SOP Instance UIDs are verified).
         emit_events: Emit ``xnat.session.archived`` when archived.
+        executor: Where the batches run: ``threads`` of this flow run, or ``dask`` (needs the
+            ``dask`` extra) on the cluster at ``dask_address`` or, without one, on a
+            LocalCluster of ``max_workers`` task slots started for this run. Source and
+            scratch folder (``TMPDIR``) must be on storage every Dask worker reads.
+        dask_address: Scheduler address of an existing Dask cluster (``tcp://host:8786``).
 
     Returns:
         :class:`~xnat_prefect.flows.results.IngestResult`.
 
     Raises:
         InvalidInputError: Bad parameters or source (several studies, no DICOM...).
-        TransferError: Batches XNAT did not accept.
+        MissingExtraError: ``executor='dask'`` without the ``dask`` extra (prefect-dask).
+        TransferError: Batches XNAT did not accept (names the first local file and why).
+        DicomNetworkError: Every C-STORE batch failed the same way (e.g. a wrong AE title).
         ArchiveFailed: The session ended CONFLICT or ERROR.
         SessionNotSettled: Stalled, timed out, Unassigned, or scans listing no files.
         VerificationError: The archive does not match the source.
@@ -250,6 +296,7 @@ def ingest_dicom(
         overwrite=overwrite,
         timings=(stall_seconds, max_wait_seconds, poll_interval_seconds),
     )
+    dask_address = check_fanout(executor, dask_address)
     node = None
     if transport == "cstore":
         node_block = resolve_dicom_node(dicom_node)
@@ -281,6 +328,8 @@ def ingest_dicom(
             emit_events=emit_events,
             existing=existing,
             started=started,
+            executor=executor,
+            dask_address=dask_address,
         )
     finally:
         manifest.cleanup()
@@ -307,6 +356,8 @@ def _ingest(
     emit_events: bool,
     existing: str | None,
     started: float,
+    executor: FanoutExecutor = "threads",
+    dask_address: str | None = None,
 ) -> IngestResult:
     project, subject, session = labels
     plan = plan_batches(manifest, batches, keep_series_whole=transport == "parallel-zip")
@@ -329,7 +380,9 @@ def _ingest(
     logger.info(
         "sending %d file(s) in %d batch(es) by %s", len(manifest.files), len(plan), transport
     )
-    reports = _send_all(creds, plan, target, progress, max_workers)
+    reports = _send_all(
+        creds, plan, target, progress, max_workers, executor=executor, dask_address=dask_address
+    )
     progress.finish()
     stall, max_wait, poll = timings
     options = SettleOptions(
@@ -352,7 +405,12 @@ def _ingest(
     verified = False
     if verify and settled.experiment_id:
         report = verify_session(
-            creds, settled.experiment_id, manifest, verify_checksums, overwrite != "none"
+            creds,
+            settled.experiment_id,
+            manifest,
+            verify_checksums,
+            overwrite != "none",
+            meta_rewritten=transport == "cstore",
         )
         scans, verified = report.scans, True
         warnings.extend(report.warnings)

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,7 +45,12 @@ from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.flows.download import download_sessions
 from xnat_prefect.flows.ingest import ingest_dicom
 from xnat_prefect.services.ledger import ENV_LEDGER_DIR
-from xnat_prefect.tasks.limits import limit_name
+from xnat_prefect.tasks.limits import (
+    DEFAULT_LIMITS,
+    ENV_SLOT_TIMEOUT,
+    SlotTimeoutError,
+    limit_name,
+)
 from xnat_prefect.testing.server import XNATEmulator
 
 BIG_BYTES = 4 * 1024 * 1024
@@ -88,11 +94,11 @@ with XNATClient(a["url"], "admin", "admin") as client:
 
 
 class ResentConfirmedFilesError(AssertionError):
-    """A re-run sent files that XNAT had already confirmed (the known BUG-3)."""
+    """A re-run sent files that XNAT had already confirmed (BUG-3, fixed: the ledger)."""
 
 
 class LeakedSlotsError(AssertionError):
-    """A killed run still holds the server's concurrency slots (the known BUG-13)."""
+    """A re-run waiting for a killed run's slots does not fail with the fix (BUG-13, fixed)."""
 
 
 def held_slots(url: str, kind: str) -> int:
@@ -184,6 +190,9 @@ def test_download_killed_mid_file_resumes_with_range_and_refetches_nothing_confi
     prefect: None, lab: Inspector, tmp_path: Path
 ) -> None:
     lab.project("P1")
+    # resuming with Range needs a server that answers 206; real XNAT (and the emulator's
+    # default) sends the whole file with 200, so opt in explicitly
+    lab.emulator.set_options(honor_range=True)
     folder, manifest = lab.study()
     experiment = lab.seed_archive(folder, project="P1", subject="SUBJ01", session="SUBJ01_MR1")
     big = os.urandom(BIG_BYTES)
@@ -228,9 +237,9 @@ def test_download_killed_mid_file_resumes_with_range_and_refetches_nothing_confi
     assert sorted(p.name for p in files) == sorted(digests)
     assert all(md5_file(p) == digests[p.name] for p in files)
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in before.items())  # kept, not refetched
-    # the big file resumed with Range: only the missing tail was sent (the emulator's status
-    # counter says 200 for its 206 replies, so bytes are the evidence)
+    # the big file resumed with Range: only the missing tail was sent
     assert metrics["bytes_out"].get(FILE_KEY, 0) <= BIG_BYTES - part_bytes + SLACK
+    assert metrics["statuses"].get(FILE_KEY, {}).get("206", 0) >= 1
     dicom_gets = sum(v for k, v in metrics["requests"].items() if "/scans/" in k and "/files/" in k)
     assert dicom_gets <= len(manifest.files) - len(before)  # no confirmed file fetched again
     record_figures(
@@ -304,20 +313,48 @@ def test_upload_service_killed_mid_ingest_resumes_from_the_ledger(
     )
 
 
+def _rerun_waiting_for_leaked_slots_fails_naming_the_fix(lab: Inspector, folder: Path) -> float:
+    """Every 'uploads' slot is held by the killed run (the test server runs no repossessor, so
+    its 60 s leases never expire here): a re-run must fail in bounded time with the typed error
+    naming the limit and the ``prefect gcl`` command, not wait forever. Returns the seconds."""
+    name = limit_name(urlsplit(lab.emulator.url).netloc.lower(), "uploads")
+    started = time.monotonic()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV_SLOT_TIMEOUT, "3")
+        try:
+            ingest_dicom(
+                _creds(lab.emulator.url),
+                str(folder),
+                transport="gradual",
+                project="P1",
+                subject="SUBJ01",
+                session="SUBJ01_MR1",
+                overwrite="append",
+                batches=4,
+                stall_seconds=60,
+                poll_interval_seconds=0.2,
+            )
+        except Exception as exc:
+            error: BaseException = exc
+        else:
+            raise LeakedSlotsError("the re-run got a slot the killed run holds")
+    waited = time.monotonic() - started
+    cause = error if isinstance(error, SlotTimeoutError) else error.__cause__
+    if not isinstance(cause, SlotTimeoutError) or waited > 60:
+        raise LeakedSlotsError(f"after {waited:.0f} s: {type(error).__name__}: {error}")
+    assert f"prefect gcl update {name} --active-slots 0" in str(error), str(error)
+    return waited
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ResentConfirmedFilesError, LeakedSlotsError),
-    reason="BUG-3 (docs/reliability.md): ingest_dicom sends with UploadService(ledger=False), "
-    "so a re-run after a crash sends every file again; BUG-13: the killed run keeps its "
-    "'uploads' slots until their lease expires, so the re-run first waits for them",
-)
 def test_ingest_flow_killed_mid_ingest_reruns_to_one_complete_session(
     prefect: None, lab: Inspector, tmp_path: Path
 ) -> None:
     folder, manifest, accepted = _crash_ingest(lab, tmp_path, INGEST_CODE)
     leaked = held_slots(lab.emulator.url, "uploads")
-    release_slots(lab.emulator.url, "uploads")  # else the re-run waits for the lease to expire
+    if leaked >= DEFAULT_LIMITS["uploads"]:  # BUG-13: a waiting re-run fails, naming the fix
+        _rerun_waiting_for_leaked_slots_fails_naming_the_fix(lab, folder)
+    release_slots(lab.emulator.url, "uploads")  # what that message says (or lease expiry does)
     lab.emulator.reset_metrics()
     result = ingest_dicom(
         _creds(lab.emulator.url),
@@ -343,9 +380,11 @@ def test_ingest_flow_killed_mid_ingest_reruns_to_one_complete_session(
         slots_held_after_kill=leaked,
         lost=0,
     )
-    if leaked:
-        raise LeakedSlotsError(f"the killed run still held {leaked} 'uploads' slot(s)")
+    # only the unconfirmed files go again (the transfer ledger): a file whose reply was lost at
+    # the kill may be sent twice, a confirmed one never
     if resent > len(manifest.files) - accepted + 4:
         raise ResentConfirmedFilesError(
             f"the re-run sent {resent} file(s); {accepted} had been confirmed before the crash"
         )
+    assert resent >= len(manifest.files) - accepted, (resent, accepted)
+    assert result.files_sent == resent

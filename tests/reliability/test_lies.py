@@ -195,7 +195,13 @@ def test_container_that_never_leaves_running_times_out_and_is_killed(
     _wrapper(lab, "Hang")
     with pytest.raises(PipelineTimedOut) as caught:
         run_pipeline_and_wait(
-            creds, "liar-session", [session], max_wait_seconds=1.5, poll_interval_seconds=0.1
+            # 4 s: on a loaded machine 1.5 s sometimes ended before the sweeper moved the
+            # container from Queued to Running (the hang under test)
+            creds,
+            "liar-session",
+            [session],
+            max_wait_seconds=4,
+            poll_interval_seconds=0.1,
         )
     error = caught.value
     containers = lab.rest.get("/xapi/containers").json()

@@ -61,9 +61,7 @@ def _associate(port: int, called: str, contexts: list[tuple[str, str]]) -> objec
     return ae.associate("127.0.0.1", port, ae_title=called)
 
 
-def test_start_binds_a_free_port_and_stops_all_threads(
-    tmp_path: Path, inbox: Inbox
-) -> None:
+def test_start_binds_a_free_port_and_stops_all_threads(tmp_path: Path, inbox: Inbox) -> None:
     before = set(threading.enumerate())
     rcv = DicomReceiver(on_stored=inbox, workspace=tmp_path / "ws").start()  # speed: bench/
     try:

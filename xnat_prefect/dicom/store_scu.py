@@ -77,6 +77,9 @@ class StoreResult:
         status: The SCP's DIMSE status, or :data:`NOT_SENT` (-1).
         ok: Success or a warning status (the SCP stored the file).
         error: Why it failed (``None`` when ok).
+        transient: The file was not sent because the network or the association failed
+            (a reset, a lost or unopenable association), so sending it again later may
+            succeed; False for files the SCP refused or that could not be read.
     """
 
     path: Path
@@ -84,6 +87,7 @@ class StoreResult:
     status: int
     ok: bool
     error: str | None
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,11 +160,14 @@ def send_files(
 
     Each file's SOP class and transfer syntax are read from its file meta; one presentation
     context is proposed per pair, so files go as stored (an uncompressed file also gets an
-    Implicit VR Little Endian fallback context). If the association drops mid-way, one new
-    association is opened for the rest, starting with the file whose reply was lost (the
-    SCP may then receive it twice; C-STORE of the same SOP instance is idempotent). Files
-    that cannot be read, or whose context the SCP refused, come back with status
-    :data:`NOT_SENT` rather than raising.
+    Implicit VR Little Endian fallback context). If the association drops mid-way, or a
+    reply does not come within ``timeout`` (a reset is often noticed only then), the
+    association is aborted and a new one is opened for the rest, starting with the file whose
+    reply was lost (the SCP may then receive it twice; C-STORE of the same SOP instance is
+    idempotent). Associations are reopened as long as each one stored at least one file; two
+    lost in a row without progress give up, and the files left come back :data:`NOT_SENT`
+    with ``transient=True``. Files that cannot be read, or whose context the SCP refused,
+    come back with status :data:`NOT_SENT` rather than raising.
 
     Args:
         files: Part-10 DICOM files.
@@ -205,7 +212,9 @@ def send_files(
         except DicomNetworkError as exc:
             if group_index == 0:
                 raise
-            sent = [_not_sent(info, exc.message, on_result) for info in group]
+            sent = [
+                _not_sent(info, exc.message, on_result, transient=exc.transient) for info in group
+            ]
         for info, result in zip(group, sent, strict=True):
             results[info.index] = result
     return [results[n] for n in range(len(infos))]
@@ -274,7 +283,10 @@ def send_parallel(
         except DicomNetworkError as exc:
             with lock:
                 errors.append(exc)
-            return [_not_sent(_FileInfo(path=p), exc.message, on_result) for p in batch]
+            return [
+                _not_sent(_FileInfo(path=p), exc.message, on_result, transient=exc.transient)
+                for p in batch
+            ]
 
     with ThreadPoolExecutor(
         max_workers=min(workers, len(todo)), thread_name_prefix="dicom-store"
@@ -354,6 +366,8 @@ def _send_group(
         ae.add_requested_context(sop_class, [syntax])
     results: list[StoreResult] = []
     pending = deque(group)
+    # one more association after a loss; refilled whenever an association stored a file, so
+    # several resets in one batch are survived while a file that kills every association is not
     reassociations = 1
     while pending:
         try:
@@ -361,8 +375,11 @@ def _send_group(
         except DicomNetworkError as exc:
             if not results:
                 raise
-            results += [_not_sent(info, exc.message, on_result) for info in pending]
+            results += [
+                _not_sent(info, exc.message, on_result, transient=exc.transient) for info in pending
+            ]
             break
+        stored = 0
         try:
             while pending:
                 result = _store_one(assoc, pending[0])
@@ -370,17 +387,31 @@ def _send_group(
                     break  # association lost: retry this file on a new association
                 pending.popleft()
                 results.append(result)
+                stored += 1
                 if on_result is not None:
                     on_result(result)
         finally:
             close(assoc)
-        if pending and reassociations == 0:
-            message = f"association to {called_aet}@{host}:{port} was lost twice; not sent"
-            results += [_not_sent(info, message, on_result) for info in pending]
+        if not pending:
             break
-        if pending:
-            LOG.warning("association to %s@%s:%d lost; reconnecting", called_aet, host, port)
-            reassociations -= 1
+        if stored:
+            reassociations = 1
+        if reassociations == 0:
+            message = (
+                f"association to {called_aet}@{host}:{port} was lost twice in a row without "
+                "storing a file; not sent (run again to resend)"
+            )
+            results += [_not_sent(info, message, on_result, transient=True) for info in pending]
+            break
+        LOG.warning(
+            "association to %s@%s:%d lost after %d file(s); reconnecting to resend %d",
+            called_aet,
+            host,
+            port,
+            stored,
+            len(pending),
+        )
+        reassociations -= 1
     return results
 
 
@@ -393,7 +424,7 @@ def _contexts(group: Iterable[_FileInfo]) -> list[tuple[str, str]]:
 
 
 def _store_one(assoc: Any, info: _FileInfo) -> StoreResult | None:
-    """Send one file; ``None`` means the association died before a reply."""
+    """Send one file; ``None`` means no reply came (the association is lost or aborted)."""
     if not _has_context(assoc, info):
         return StoreResult(
             info.path,
@@ -411,11 +442,16 @@ def _store_one(assoc: Any, info: _FileInfo) -> StoreResult | None:
         message = f"could not read or encode the file ({type(exc).__name__}: {exc})"
         return StoreResult(info.path, info.sop_instance, NOT_SENT, False, message)
     if "Status" not in reply:
-        if not assoc.is_established:
-            return None
-        return StoreResult(
-            info.path, info.sop_instance, NOT_SENT, False, "no reply from the SCP (timeout)"
-        )
+        # No reply within the DIMSE timeout, or the association died: either way it cannot be
+        # trusted any more (a TCP reset is often noticed only at the timeout). Abort it and
+        # resend this file on a new association (a C-STORE of the same instance is idempotent).
+        if assoc.is_established:
+            LOG.warning(
+                "no C-STORE reply for %s within the timeout; aborting the association",
+                info.path.name,
+            )
+            assoc.abort()
+        return None
     status = int(reply.Status)
     ok = status == 0x0000 or status in _WARNING_STATUSES or 0xB000 <= status <= 0xBFFF
     error = None
@@ -438,8 +474,14 @@ def _has_context(assoc: Any, info: _FileInfo) -> bool:
     return False
 
 
-def _not_sent(info: _FileInfo, message: str, on_result: ResultCallback | None) -> StoreResult:
-    result = StoreResult(info.path, info.sop_instance, NOT_SENT, False, message)
+def _not_sent(
+    info: _FileInfo,
+    message: str,
+    on_result: ResultCallback | None,
+    *,
+    transient: bool = False,
+) -> StoreResult:
+    result = StoreResult(info.path, info.sop_instance, NOT_SENT, False, message, transient)
     if on_result is not None:
         on_result(result)
     return result

@@ -1,0 +1,580 @@
+"""On-demand benchmark: client memory with transfer size, and time with file count.
+
+Two measurements against the emulator (``xnat-emulator serve`` in its own process, loopback),
+each transfer run in a fresh child process whose peak resident set is reported by
+``/usr/bin/time -f %M`` (the kernel's ``ru_maxrss`` of that child alone, so emulator memory is
+not counted) and cross-checked with the child's own ``VmHWM``:
+
+a. **memory vs size**: one file of random bytes (default 256 MiB and 1 GiB, side by side in each
+   run) uploaded with ``UploadService.upload_resource`` and downloaded with
+   ``DownloadService.download_resource`` (one server-made zip) and ``download_session``
+   (per-file GET, MD5 verified); plus a DICOM ingest of the same volume in ~8 MB files with
+   ``upload_dicom_parallel`` (zip archives built on disk). Target: peak RSS ≤ 250 MB and the
+   same at both sizes.
+b. **time vs file count**: 1,000 and 10,000 synthetic DICOM files (~130 kB, 10 series) ingested
+   with ``upload_dicom_parallel`` (zip), ``upload_dicom_gradual`` and ``upload_dicom_store``
+   (C-STORE), then downloaded with ``download_session`` (verify on). Target: time per file the
+   same at both counts, peak RSS flat.
+
+Every transfer is checked (file counts archived, bytes and MD5 downloaded), not timed. Data
+lives in one temp folder (removed at the end, also on failure); at the default sizes it peaks at
+about 6 GB. Results go to stdout and the ``## Scale: memory and file count`` section of
+``docs/performance.md``.
+
+Example:
+    ```bash
+    python bench/scale.py --repeat 2
+    python bench/scale.py --big-mb 64 256 --counts 200 2000 --no-cstore --no-docs  # quick
+    ```
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "performance.md"
+SECTION = "## Scale: memory and file count"
+MB = 1_000_000
+MIB = 1 << 20
+WORKERS = 4
+SERIES = 10
+BIG_DICOM_BYTES = 8_000_000
+FILE_BYTES = 130_000
+RSS_TARGET_MIB = 250 * MB / MIB  # the issue's target, 250 MB, in MiB (ru_maxrss is in KiB)
+
+
+# ----------------------------------------------------------------------------- child side
+
+
+def _status_mb(field_name: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since exec) of this process, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field_name}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _operation(spec: dict[str, Any]) -> Any:
+    """Run the one transfer ``spec`` names; returns its summary."""
+    from xnat_prefect.client import XNATClient
+    from xnat_prefect.services.downloads import DownloadService
+    from xnat_prefect.services.uploads import UploadService
+
+    client = XNATClient(spec["url"], "admin", "admin", timeout=1800)
+    uploads = UploadService(client, ledger=False)
+    downloads = DownloadService(client, ledger=False)
+    kind, src, out = spec["kind"], Path(spec.get("src", ".")), Path(spec.get("out", "."))
+    base = _status_mb("VmRSS")
+    start = time.perf_counter()
+    with client:
+        if kind == "resource-up":
+            result: Any = uploads.upload_resource(spec["session"], spec["label"], src)
+        elif kind == "resource-zip":
+            result = downloads.download_resource(spec["session"], spec["label"], out)
+        elif kind == "session-dl":
+            result = downloads.download_session(spec["session"], out, workers=WORKERS, verify=True)
+        elif kind == "zip":
+            result = uploads.upload_dicom_parallel(
+                src,
+                spec["project"],
+                "SUBJ",
+                spec["label"],
+                upload_workers=WORKERS,
+                archive_workers=WORKERS,
+                archive_format="zip",
+            )
+        elif kind == "gradual":
+            result = uploads.upload_dicom_gradual(
+                src, spec["project"], "SUBJ", spec["label"], workers=WORKERS
+            )
+        elif kind == "cstore":
+            result = uploads.upload_dicom_store(
+                src, "127.0.0.1", "XNAT", port=spec["dicom_port"], workers=WORKERS
+            )
+        else:
+            raise SystemExit(f"unknown kind {kind}")
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "base_mb": base, "summary": result}
+
+
+def child(spec: dict[str, Any]) -> None:
+    """Run one transfer in this fresh process and print one JSON result line."""
+    got = _operation(spec)
+    summary = got.pop("summary")
+    detail = summary.model_dump(mode="json", exclude={"paths", "errors", "failures"})
+    errors = getattr(summary, "errors", None) or getattr(summary, "failures", [])
+    detail["errors"] = [list(e) for e in errors[:5]]
+    got["hwm_mb"] = _status_mb("VmHWM")
+    ok = bool(summary.success) and (spec["kind"] != "session-dl" or bool(summary.verified))
+    print(json.dumps({**got, "ok": ok, "detail": detail}), flush=True)
+
+
+# ----------------------------------------------------------------------------- parent side
+
+
+@dataclass
+class Run:
+    """One measured transfer."""
+
+    seconds: float
+    peak_mb: float
+    base_mb: float
+    detail: dict[str, Any] = field(default_factory=dict)
+    nbytes: int = 0
+
+
+def run_child(spec: dict[str, Any]) -> Run:
+    """Run ``spec`` in a child process under ``/usr/bin/time``, which reports its peak RSS.
+
+    The child is forked from ``time`` (a ~2 MB process), not from this one: a child's
+    ``ru_maxrss`` also counts the RSS of the process it was forked from (Linux keeps the
+    pre-exec high-water mark), and this process holds generated data. The child also reports
+    its own ``VmHWM``; the larger of the two is used.
+    """
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "@@RSS %M", sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"@@RSS (\d+)", proc.stderr)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines or found is None:
+        raise RuntimeError(f"child {spec['kind']} failed: {proc.stderr[-2000:]}")
+    got = json.loads(lines[-1])
+    if not got["ok"]:
+        raise RuntimeError(f"{spec['kind']} reported failures: {got['detail']}")
+    peak = max(int(found.group(1)) / 1024, got["hwm_mb"])
+    return Run(got["seconds"], peak, got["base_mb"], got["detail"])
+
+
+class Emulator:
+    """``xnat-emulator serve`` in its own process, plus an admin HTTP client."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xnat_prefect.testing.cli",
+                "serve",
+                "--port",
+                "0",
+                "--dicom-port",
+                "0",
+                "--data-dir",
+                str(data_dir),
+                "--rebuild-quiet-seconds",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = re.search(r"ready at (\S+), DICOM \S+@[\d.]+:(\d+)", line)
+        if found is None:
+            self.stop()
+            raise RuntimeError(f"emulator did not start: {line!r}")
+        self.url, self.dicom_port = found.group(1), int(found.group(2))
+        self.http = httpx.Client(base_url=self.url, auth=("admin", "admin"), timeout=600)
+
+    def rows(self, path: str) -> list[dict[str, Any]]:
+        reply = self.http.get(path, params={"format": "json"})
+        reply.raise_for_status()
+        rows: list[dict[str, Any]] = reply.json()["ResultSet"]["Result"]
+        return rows
+
+    def project(self, name: str) -> None:
+        self.http.put(f"/data/projects/{name}").raise_for_status()
+
+    def empty_session(self, project: str, label: str) -> str:
+        """Create an MR session with no scans; returns its ID."""
+        self.project(project)
+        self.http.put(f"/data/projects/{project}/subjects/SUBJ").raise_for_status()
+        self.http.put(
+            f"/data/projects/{project}/subjects/SUBJ/experiments/{label}",
+            params={"xsiType": "xnat:mrSessionData"},
+        ).raise_for_status()
+        for row in self.rows(f"/data/projects/{project}/experiments"):
+            if row.get("label") == label:
+                return str(row["ID"])
+        raise RuntimeError(f"session {project}/{label} was not created")
+
+    def archived(self, project: str, label: str, expected: int, timeout: float = 1800) -> str:
+        """Wait until ``project/label`` is archived with ``expected`` scan files; return its ID."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for row in self.rows(f"/data/projects/{project}/experiments"):
+                if row.get("label") != label:
+                    continue
+                files = self.http.get(
+                    f"/data/experiments/{row['ID']}/scans/ALL/files", params={"format": "json"}
+                )
+                if files.status_code == 200 and len(files.json()["ResultSet"]["Result"]) == (
+                    expected
+                ):
+                    return str(row["ID"])
+            time.sleep(1.0)
+        raise RuntimeError(f"{project}/{label}: not archived with {expected} files in {timeout} s")
+
+    def delete_session(self, session_id: str) -> None:
+        self.http.delete(
+            f"/data/experiments/{session_id}", params={"removeFiles": "true"}
+        ).raise_for_status()
+
+    def stop(self) -> None:
+        if hasattr(self, "http"):
+            self.http.close()
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+def random_file(path: Path, nbytes: int) -> Path:
+    """Write ``nbytes`` of random data (incompressible, like pixel data) in 1 MiB pieces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        left = nbytes
+        while left:
+            piece = min(left, MIB)
+            out.write(os.urandom(piece))
+            left -= piece
+    return path
+
+
+def _clear(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+Results = dict[str, dict[int, list[Run]]]  # row -> size or file count -> one Run per repetition
+
+
+def _add(results: Results, row: str, key: int, run: Run) -> None:
+    results.setdefault(row, {}).setdefault(key, []).append(run)
+    print(
+        f"  {row} @ {key}: {run.seconds:.2f} s, peak RSS {run.peak_mb:.0f} MB "
+        f"(before {run.base_mb:.0f})",
+        flush=True,
+    )
+
+
+# ----------------------------------------------------------------------------- (a) size
+
+
+def bench_size(
+    emu: Emulator,
+    work: Path,
+    sizes: list[int],
+    rep: int,
+    results: Results,
+    dicom_bytes: dict[int, int],
+) -> None:
+    """Upload and download one big file, and ingest a DICOM study, of each size."""
+    from xnat_prefect.testing.synthetic import generate_study
+
+    for size in sizes:
+        label, folder = f"B{size // MIB}R{rep}", work / f"big-{size // MIB}"
+        src = folder / "blob.bin"
+        if not src.exists():
+            random_file(src, size)
+        session = emu.empty_session("BIG", label)
+        spec: dict[str, Any] = {"url": emu.url, "session": session, "label": "BLOB"}
+        up = run_child({**spec, "kind": "resource-up", "src": str(src)})
+        if up.detail["bytes_sent"] != size:
+            raise RuntimeError(f"resource upload sent {up.detail['bytes_sent']} of {size} bytes")
+        _add(results, "upload: resource file (`upload_resource`)", size, up)
+        out = work / "dl"
+        zipped = run_child({**spec, "kind": "resource-zip", "out": str(out)})
+        with zipfile.ZipFile(out / "BLOB.zip") as bundle:
+            inside = [info.file_size for info in bundle.infolist()]
+        if inside != [size]:
+            raise RuntimeError(f"resource zip holds {inside}, expected one file of {size} bytes")
+        _add(results, "download: resource as one zip (`download_resource`)", size, zipped)
+        _clear(out)
+        per_file = run_child({**spec, "kind": "session-dl", "out": str(out)})
+        if per_file.detail["bytes_received"] != size:
+            raise RuntimeError(f"session download got {per_file.detail['bytes_received']} bytes")
+        _add(results, "download: `download_session` (GET + MD5 verify)", size, per_file)
+        _clear(out)
+        emu.delete_session(session)
+        per_series = max(1, size // BIG_DICOM_BYTES // SERIES)
+        dicom = folder / "dicom"
+        if not dicom.exists():
+            dicom_bytes[size] = generate_study(
+                dicom,
+                project="BIGDCM",
+                subject="SUBJ",
+                session="SESS",
+                series=SERIES,
+                instances_per_series=per_series,
+                target_file_bytes=BIG_DICOM_BYTES,
+                seed=7,
+            ).total_bytes
+        emu.project("BIGDCM")
+        ingest = run_child(
+            {"url": emu.url, "kind": "zip", "src": str(dicom), "project": "BIGDCM", "label": label}
+        )
+        ingest.nbytes = dicom_bytes[size]
+        emu.delete_session(emu.archived("BIGDCM", label, per_series * SERIES))
+        row = "ingest: `upload_dicom_parallel` (zip), DICOM files of ~8 MB"
+        _add(results, row, size, ingest)
+
+
+# ----------------------------------------------------------------------------- (b) count
+
+
+def bench_count(
+    emu: Emulator, work: Path, counts: list[int], rep: int, results: Results, *, cstore: bool
+) -> None:
+    """Ingest and download studies of each file count with the main transports."""
+    from xnat_prefect.testing.synthetic import generate_study
+
+    for count in counts:
+        src = work / f"n{count}"
+        if not src.exists():
+            generate_study(
+                src,
+                project="SCALEC",
+                subject="SUBJ",
+                session=f"S{count}",
+                series=SERIES,
+                instances_per_series=count // SERIES,
+                target_file_bytes=FILE_BYTES,
+                seed=count,
+            )
+        n = SERIES * (count // SERIES)
+        kept = ""
+        for kind, row in (
+            ("zip", "ingest: `upload_dicom_parallel` (zip)"),
+            ("gradual", "ingest: `upload_dicom_gradual`"),
+        ):
+            project, label = f"SCALE{kind[0].upper()}", f"{kind[0].upper()}{count}R{rep}"
+            emu.project(project)
+            run = run_child(
+                {"url": emu.url, "kind": kind, "src": str(src), "project": project, "label": label}
+            )
+            _add(results, row, count, run)
+            session = emu.archived(project, label, n)
+            if kind == "zip":
+                kept = session
+            else:
+                emu.delete_session(session)
+        if cstore:
+            emu.project("SCALEC")
+            run = run_child(
+                {"url": emu.url, "kind": "cstore", "src": str(src), "dicom_port": emu.dicom_port}
+            )
+            _add(results, "ingest: `upload_dicom_store` (C-STORE)", count, run)
+            emu.delete_session(emu.archived("SCALEC", f"S{count}", n))
+        out = work / "dl"
+        run = run_child({"url": emu.url, "kind": "session-dl", "session": kept, "out": str(out)})
+        on_disk = sum(1 for p in out.rglob("*.dcm"))
+        if on_disk != n:
+            raise RuntimeError(f"download left {on_disk} of {n} DICOM files")
+        _add(results, "download: `download_session` (verify)", count, run)
+        _clear(out)
+        emu.delete_session(kept)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes >> 30} GiB" if nbytes % (1 << 30) == 0 else f"{nbytes // MIB} MiB"
+
+
+def _count(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def _rss(run: Run) -> str:
+    return f"{run.peak_mb:.0f} ({run.base_mb:.0f})"
+
+
+def size_table(results: Results, sizes: list[int], rows: list[str]) -> list[str]:
+    """Markdown rows of (a): time and peak RSS per size, RSS ratio largest/smallest."""
+    small, big = sizes[0], sizes[-1]
+    head = ["transfer", "run"]
+    head += [f"{_size(s)}: s (MB/s)" for s in sizes]
+    head += [f"{_size(s)}: peak RSS MiB (before)" for s in sizes]
+    head += [f"peak RSS {_size(big)} / {_size(small)}", "≤250 MB"]
+    table = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for row in rows:
+        per = results.get(row, {})
+        for rep in range(min(len(per.get(s, [])) for s in sizes)):
+            runs = [per[s][rep] for s in sizes]
+            cells = [row, str(rep + 1)]
+            cells += [
+                f"{r.seconds:.1f} ({s / MB / r.seconds:.0f})"
+                for r, s in zip(runs, sizes, strict=True)
+            ]
+            cells += [_rss(r) for r in runs]
+            peak = max(r.peak_mb for r in runs)
+            cells += [
+                f"{runs[-1].peak_mb / runs[0].peak_mb:.2f}",
+                "yes" if peak <= RSS_TARGET_MIB else f"no (+{peak - RSS_TARGET_MIB:.0f} MiB)",
+            ]
+            table.append("| " + " | ".join(cells) + " |")
+    return table
+
+
+def count_table(results: Results, counts: list[int], rows: list[str]) -> list[str]:
+    """Markdown rows of (b): time, time per file and peak RSS per count, with ratios."""
+    small, big = counts[0], counts[-1]
+    head = ["transfer", "run"]
+    head += [f"{_count(c)} files: s (ms/file)" for c in counts]
+    head += [f"ms/file {_count(big)} / {_count(small)}"]
+    head += [f"{_count(c)}: peak RSS MiB (before)" for c in counts]
+    head += [f"peak RSS {_count(big)} / {_count(small)}"]
+    table = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for row in rows:
+        per = results.get(row, {})
+        for rep in range(min(len(per.get(c, [])) for c in counts)):
+            runs = [per[c][rep] for c in counts]
+            per_file = [r.seconds / c * 1000 for r, c in zip(runs, counts, strict=True)]
+            cells = [row, str(rep + 1)]
+            cells += [f"{r.seconds:.1f} ({ms:.2f})" for r, ms in zip(runs, per_file, strict=True)]
+            cells.append(f"{per_file[-1] / per_file[0]:.2f}")
+            cells += [_rss(r) for r in runs]
+            cells.append(f"{runs[-1].peak_mb / runs[0].peak_mb:.2f}")
+            table.append("| " + " | ".join(cells) + " |")
+    return table
+
+
+def write_doc(section: str) -> None:
+    """Replace the section in ``docs/performance.md``, or add it after ``## Transfer notes``."""
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n"
+    lines = text.splitlines(keepends=True)
+    heads = [i for i, line in enumerate(lines) if line.startswith("## ")]
+    start = next((i for i in heads if lines[i].rstrip() == SECTION), None)
+    if start is not None:
+        end = next((i for i in heads if i > start), len(lines))
+    else:
+        notes = next((i for i in heads if lines[i].rstrip() == "## Transfer notes"), None)
+        after = next((i for i in heads if notes is not None and i > notes), None)
+        start = end = after if after is not None else len(lines)
+        if start == len(lines):
+            section = "\n" + section
+    lines[start:end] = [section + ("\n" if end < len(lines) else "")]
+    temp = DOC.with_name(f".{DOC.name}.tmp")
+    temp.write_text("".join(lines), encoding="utf-8")
+    temp.replace(DOC)
+
+
+def render(
+    results: Results,
+    sizes: list[int],
+    counts: list[int],
+    *,
+    command: str,
+    loads: list[str],
+    minutes: float,
+) -> str:
+    """The Markdown section: how it was measured, then tables (a) and (b)."""
+    size_rows = [r for r in results if any(k in sizes for k in results[r])]
+    count_rows = [r for r in results if r not in size_rows]
+    lines = [
+        SECTION,
+        "",
+        f"Written by `bench/scale.py`. Command (from the repository root), "
+        f"{time.strftime('%Y-%m-%d')}, {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {minutes:.0f} min in all:",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        "Each transfer runs in a fresh process against the emulator (its own process, "
+        f"loopback); {WORKERS} workers, ledger off. Seconds run from the service call to its "
+        "return (process start excluded; the archive check afterwards excluded). Peak RSS is "
+        "that process's maximum resident set in MiB (`/usr/bin/time -f %M`, cross-checked "
+        "with its `VmHWM`), so emulator memory is not in it; *before* is its RSS right before "
+        "the call (Python, httpx, pydicom and pynetdicom imported, client made). (a): one file "
+        "of random bytes, and DICOM files of ~8 MB (the same volume, to within one file per "
+        f"series); (b): synthetic MR files of ~{FILE_BYTES // 1000} kB in {SERIES} series. "
+        "Each run measures the sizes (counts) of a row side by side.",
+        "",
+        f"1-minute load average at the start and end of each run: {'; '.join(loads)}. "
+        "The 2 CPUs are shared with the emulator and with other work on this VM (5 other "
+        "sessions running test suites), so times are noisy; compare the columns of one row "
+        "(measured side by side in the same run), not rows of different runs.",
+        "",
+    ]
+    if size_rows:
+        lines += ["**(a) Client memory vs transfer size**", ""]
+        lines += [*size_table(results, sizes, size_rows), ""]
+    if count_rows:
+        lines += ["**(b) Time vs file count**", ""]
+        lines += [*count_table(results, counts, count_rows), ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--big-mb", type=int, nargs="+", default=[256, 1024], help="MiB sizes")
+    parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--repeat", type=int, default=2, help="runs of every measurement")
+    parser.add_argument("--no-size", action="store_true", help="skip (a), memory vs size")
+    parser.add_argument("--no-count", action="store_true", help="skip (b), time vs file count")
+    parser.add_argument("--no-cstore", action="store_true", help="skip C-STORE in (b)")
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md alone")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return 0
+    sizes = sorted(mb * MIB for mb in args.big_mb)
+    counts = sorted(args.counts)
+    results: Results = {}
+    dicom_bytes: dict[int, int] = {}
+    loads: list[str] = []
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        emu = Emulator(work / "emu")
+        try:
+            for rep in range(args.repeat):
+                before = os.getloadavg()[0]
+                print(f"run {rep + 1}/{args.repeat}", flush=True)
+                if not args.no_size:
+                    bench_size(emu, work, sizes, rep, results, dicom_bytes)
+                if not args.no_count:
+                    bench_count(emu, work, counts, rep, results, cstore=not args.no_cstore)
+                loads.append(f"run {rep + 1}: {before:.1f} → {os.getloadavg()[0]:.1f}")
+        finally:
+            emu.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    command = shlex.join(["python", "bench/scale.py", *sys.argv[1:]])
+    minutes = (time.perf_counter() - started) / 60
+    section = render(results, sizes, counts, command=command, loads=loads, minutes=minutes)
+    print(section)
+    if not args.no_docs:
+        write_doc(section)
+        print(f"updated {DOC.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
