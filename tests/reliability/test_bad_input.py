@@ -41,6 +41,7 @@ from xnat_prefect.errors import (
 from xnat_prefect.flows.download import download_sessions
 from xnat_prefect.flows.ingest import ingest_dicom
 from xnat_prefect.flows.pipelines import run_pipeline_and_wait
+from xnat_prefect.services.downloads import DownloadService
 from xnat_prefect.services.uploads import UploadService
 from xnat_prefect.testing.synthetic import generate_study, write_non_dicom, write_truncated_dicom
 
@@ -335,7 +336,8 @@ def _download_output_is_a_file(ctx: Ctx) -> Any:
     return download_sessions(ctx.creds, [experiment], str(ctx.out))
 
 
-def _download_full_disk(ctx: Ctx) -> Any:
+def _session_with_a_big_file_and_a_full_disk(ctx: Ctx) -> str:
+    """An archived session with a 3 MiB incompressible resource file; ``ctx.out`` a 1 MiB tmpfs."""
     experiment = ctx.archived_session()
     big = os.urandom(3 * 1024 * 1024)
     reply = ctx.lab.rest.put(
@@ -348,10 +350,21 @@ def _download_full_disk(ctx: Ctx) -> Any:
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(ctx.out)], capture_output=True
     )
-    if mounted.returncode != 0:  # an environment problem: a real failure, never the xfail
+    if mounted.returncode != 0:  # an environment problem: a real failure
         pytest.fail(f"tmpfs mount failed (the case needs root): {mounted.stderr!r}")
     ctx.cleanups.append(lambda: subprocess.run(["umount", "-l", str(ctx.out)], check=False))
+    return experiment
+
+
+def _download_full_disk(ctx: Ctx) -> Any:
+    experiment = _session_with_a_big_file_and_a_full_disk(ctx)
     return download_sessions(ctx.creds, [experiment], str(ctx.out))
+
+
+def _download_zip_full_disk(ctx: Ctx) -> Any:
+    experiment = _session_with_a_big_file_and_a_full_disk(ctx)
+    with ctx.creds.get_client() as client:
+        return DownloadService(client).download_resource(experiment, "BIG", ctx.out)
 
 
 # --- transfers of files that change -------------------------------------------------------------
@@ -493,6 +506,13 @@ CASES: list[Case] = [
         _download_full_disk,
         TransferError,
         ("no space", "big.bin", "free at least", "bytes", "output_dir"),
+        server_untouched=False,
+    ),
+    Case(
+        "download-zip-full-disk",
+        _download_zip_full_disk,
+        TransferError,
+        ("no space", "BIG", "output_dir", "run again"),
         server_untouched=False,
     ),
     Case(

@@ -24,7 +24,7 @@ from xnat_prefect.client import XNATClient
 from xnat_prefect.dicom.archives import safe_extract
 from xnat_prefect.errors import UnexpectedResponseError, XNATRequestError, XNATStatusError
 from xnat_prefect.models.transfer import DownloadProgress, DownloadSummary
-from xnat_prefect.services._transfer_fetch import part_path
+from xnat_prefect.services._transfer_fetch import disk_full_error, is_disk_full, part_path
 from xnat_prefect.services._transfer_retry import backoff_seconds, is_retryable_error
 from xnat_prefect.services._transfer_streams import ProgressTracker
 
@@ -59,6 +59,7 @@ def fetch_archive(
 
     Raises:
         UnexpectedResponseError: The body is not a complete zip.
+        TransferError: The disk is full (status ``ENOSPC``; the ``.part`` is deleted).
         XNATError: The download failed after the retries.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +72,11 @@ def fetch_archive(
                     out.write(chunk)
                     on_bytes(len(chunk))
             break
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            part.unlink(missing_ok=True)  # frees the space; nothing partial is left
+            raise disk_full_error(target, None) from exc
         except (XNATRequestError, XNATStatusError) as exc:
             part.unlink(missing_ok=True)
             attempt += 1
@@ -103,10 +109,18 @@ def extract_into(archive: Path, dest: Path) -> list[Path]:
     Raises:
         UnsafeArchiveError: An entry escapes the folder or is a link (nothing is written).
         InvalidInputError: The archive is corrupt (a CRC error, truncated).
+        TransferError: The disk filled up while extracting (status ``ENOSPC``; the staging
+            folder is removed, the archive kept).
     """
     staging = dest / f".extract-{uuid.uuid4().hex[:12]}"
     try:
-        extracted = safe_extract(archive, staging)
+        try:
+            extracted = safe_extract(archive, staging)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+            raise disk_full_error(dest / archive.stem, _unpacked_size(archive)) from exc
         moved = []
         for path in extracted:
             final = dest / path.relative_to(staging)
@@ -116,6 +130,14 @@ def extract_into(archive: Path, dest: Path) -> list[Path]:
         return moved
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpacked_size(archive: Path) -> int | None:
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            return sum(info.file_size for info in opened.infolist())
+    except (OSError, zipfile.BadZipFile):
+        return None
 
 
 def zip_download(
