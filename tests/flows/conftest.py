@@ -7,16 +7,15 @@ emulator's control API, never through the services the flows use.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
+from tests._shared import RestLab, admin_credentials
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.services.ledger import ENV_LEDGER_DIR
 from xnat_prefect.testing.server import XNATEmulator
@@ -43,13 +42,7 @@ def _private_ledger_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.fixture
 def creds(xnat_emulator: XNATEmulator) -> XNATCredentials:
-    return XNATCredentials(
-        url=xnat_emulator.url,
-        username="admin",
-        password=SecretStr("admin"),
-        timeout_seconds=20.0,
-        max_retries=2,
-    )
+    return admin_credentials(xnat_emulator, max_retries=2)
 
 
 @pytest.fixture
@@ -57,22 +50,8 @@ def fast() -> dict[str, float]:
     return dict(FAST)
 
 
-@dataclass
-class Lab:
+class Lab(RestLab):
     """Raw-REST setup and checks against one emulator."""
-
-    rest: httpx.Client
-    emulator: XNATEmulator
-    tmp_path: Path
-
-    def project(self, project: str = "P1", *, code: int | None = None) -> str:
-        """Create a project (prearchive code 4 = auto-archive unless ``code`` says otherwise)."""
-        reply = self.rest.put(f"/data/projects/{project}")
-        assert reply.status_code in (200, 201), reply.text
-        if code is not None:
-            reply = self.rest.put(f"/data/projects/{project}/prearchive_code/{code}")
-            assert reply.status_code == 200, reply.text
-        return project
 
     def study(
         self, name: str = "study", *, project: str | None = "P1", **options: Any
@@ -86,36 +65,19 @@ class Lab:
         manifest = generate_study(folder, project=project, **options)
         return folder, manifest
 
-    def prearchive(self, project: str | None = None) -> list[dict[str, str]]:
-        path = f"/data/prearchive/projects/{project}" if project else "/data/prearchive"
-        reply = self.rest.get(path, params={"format": "json"})
-        assert reply.status_code == 200, reply.text
-        rows: list[dict[str, str]] = reply.json()["ResultSet"]["Result"]
-        return rows
+    def study_with_a_repeated_instance(self) -> Path:
+        """Project P1 and a study whose first SOP instance is also stored as IM9999.dcm.
 
-    def experiments(self, project: str = "P1") -> list[dict[str, str]]:
-        reply = self.rest.get(f"/data/projects/{project}/experiments", params={"format": "json"})
-        assert reply.status_code == 200, reply.text
-        rows: list[dict[str, str]] = reply.json()["ResultSet"]["Result"]
-        return rows
+        XNAT keeps one copy of an instance, so one local file never reaches the archive.
+        """
+        self.project("P1")
+        folder, manifest = self.study()
+        original = manifest.files[0]
+        shutil.copy(original, original.with_name("IM9999.dcm"))
+        return folder
 
     def files(self, experiment_id: str, scan_id: str) -> list[dict[str, str]]:
-        path = f"/data/experiments/{experiment_id}/scans/{scan_id}/resources/DICOM/files"
-        reply = self.rest.get(path, params={"format": "json"})
-        assert reply.status_code == 200, reply.text
-        rows: list[dict[str, str]] = reply.json()["ResultSet"]["Result"]
-        return rows
-
-    @staticmethod
-    def wait_for(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-        """Poll ``check`` until it returns something truthy."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout} s")
+        return self.rows(f"/data/experiments/{experiment_id}/scans/{scan_id}/resources/DICOM/files")
 
 
 @pytest.fixture

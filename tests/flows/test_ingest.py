@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -190,11 +189,7 @@ def test_stalled_receiving_is_session_not_settled(
 def test_verification_catches_a_file_missing_from_the_archive(
     creds: XNATCredentials, lab: Any, fast: dict[str, float]
 ) -> None:
-    lab.project("P1")
-    folder, manifest = lab.study()
-    # the same SOP instance twice: XNAT keeps one copy, so one local file is not archived
-    original = manifest.files[0]
-    shutil.copy(original, original.with_name("IM9999.dcm"))
+    folder = lab.study_with_a_repeated_instance()
     with pytest.raises(VerificationError) as caught:
         ingest_dicom(creds, str(folder), transport="parallel-zip", **ONE, **LABELS, **fast)
     assert "scan 1: 3 of 4 file(s)" in caught.value.message

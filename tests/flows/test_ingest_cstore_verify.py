@@ -8,7 +8,6 @@ comparable: the scans and the files per scan (and SOP Instance UIDs where the ca
 from __future__ import annotations
 
 import logging
-import shutil
 from typing import Any
 
 import pytest
@@ -55,11 +54,7 @@ def test_cstore_with_verify_checksums_succeeds_and_says_why_md5_was_skipped(
 def test_cstore_with_verify_checksums_still_catches_a_missing_file(
     creds: XNATCredentials, lab: Any, fast: dict[str, float]
 ) -> None:
-    lab.project("P1")
-    folder, manifest = lab.study()
-    # the same SOP instance twice: the receiver keeps one copy, so one local file is not archived
-    original = manifest.files[0]
-    shutil.copy(original, original.with_name("IM9999.dcm"))
+    folder = lab.study_with_a_repeated_instance()
     with pytest.raises(VerificationError) as caught:
         ingest_dicom(
             creds,

@@ -14,25 +14,13 @@ from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import Cancelling
 from prefect.variables import Variable
 
+from tests._shared import container_outcomes, install_command, session_command
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.errors import PipelineFailed, PipelineTimedOut
 from xnat_prefect.flows import run_pipeline_and_wait
 from xnat_prefect.flows._jobs import cancel_launched_jobs, registry_variable
 
-COMMAND = {
-    "name": "dcm2niix",
-    "version": "1.0",
-    "image": "xnat/dcm2niix:1.0",
-    "command-line": "dcm2niix -o /out #SESSION#",
-    "inputs": [{"name": "session", "replacement-key": "#SESSION#"}],
-    "xnat": [
-        {
-            "name": "dcm2niix-session",
-            "contexts": ["xnat:imageSessionData"],
-            "external-inputs": [{"name": "session", "type": "Session", "required": True}],
-        }
-    ],
-}
+COMMAND = session_command("dcm2niix", command_line="dcm2niix -o /out #SESSION#")
 FAST = {"max_wait_seconds": 20.0, "poll_interval_seconds": 0.1}
 
 
@@ -50,15 +38,8 @@ def _sessions(lab: Any, count: int) -> list[str]:
 
 
 def _wrapper(lab: Any, outcome: str) -> int:
-    rest: httpx.Client = lab.rest
-    command_id = rest.post("/xapi/commands", json=COMMAND).json()
-    wrapper_id = int(rest.get(f"/xapi/commands/{command_id}").json()["xnat"][0]["id"])
-    assert rest.put(f"/xapi/wrappers/{wrapper_id}/enabled").status_code == 200
-    assert rest.put(f"/xapi/projects/P1/wrappers/{wrapper_id}/enabled").status_code == 200
-    reply = httpx.post(
-        f"{lab.emulator.url}/emulator/containers/outcomes", json={"default": outcome}
-    )
-    assert reply.status_code == 200, reply.text
+    _, wrapper_id = install_command(lab.rest, COMMAND)
+    container_outcomes(lab.emulator, {"default": outcome})
     return wrapper_id
 
 

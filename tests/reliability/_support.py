@@ -16,16 +16,14 @@ import hashlib
 import io
 import json
 import os
-import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 
+from tests._shared import RestLab
 from xnat_prefect.testing.server import XNATEmulator
 from xnat_prefect.testing.synthetic import StudyManifest, generate_study
 
@@ -130,21 +128,8 @@ class ArchivedSession:
         return sum(len(files) for files in self.scans.values())
 
 
-@dataclass
-class Inspector:
+class Inspector(RestLab):
     """Raw-REST setup and checks, plus the emulator's control API (no code under test)."""
-
-    rest: httpx.Client
-    emulator: XNATEmulator
-    tmp_path: Path
-
-    def project(self, project: str = "P1", *, code: int | None = None) -> str:
-        reply = self.rest.put(f"/data/projects/{project}")
-        assert reply.status_code in (200, 201), reply.text
-        if code is not None:
-            reply = self.rest.put(f"/data/projects/{project}/prearchive_code/{code}")
-            assert reply.status_code == 200, reply.text
-        return project
 
     def study(
         self, name: str = "study", *, files: int = FILES, project: str | None = "P1", **options: Any
@@ -165,18 +150,6 @@ class Inspector:
             **options,
         )
         return folder, manifest
-
-    def rows(self, path: str, **params: str) -> list[dict[str, str]]:
-        reply = self.rest.get(path, params={"format": "json", **params})
-        assert reply.status_code == 200, f"{path}: {reply.status_code} {reply.text[:200]}"
-        rows: list[dict[str, str]] = reply.json()["ResultSet"]["Result"]
-        return rows
-
-    def prearchive(self, project: str | None = None) -> list[dict[str, str]]:
-        return self.rows(f"/data/prearchive/projects/{project}" if project else "/data/prearchive")
-
-    def experiments(self, project: str = "P1") -> list[dict[str, str]]:
-        return self.rows(f"/data/projects/{project}/experiments")
 
     def archived(self, experiment_id: str) -> ArchivedSession:
         """Scans, file rows, SOP Instance UIDs (read from the archived bytes) and digests."""
@@ -228,14 +201,3 @@ class Inspector:
         )
         self.emulator.wait_idle()
         return str(found[0]["ID"])
-
-    @staticmethod
-    def wait_for(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-        """Poll ``check`` until it returns something truthy."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout} s")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
+from tests._shared import admin_credentials
 from tests.reliability._support import Inspector
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.services.ledger import ENV_LEDGER_DIR
@@ -28,13 +28,7 @@ def prefect(prefect_harness: None) -> None:
 
 @pytest.fixture
 def creds(xnat_emulator: XNATEmulator) -> XNATCredentials:
-    return XNATCredentials(
-        url=xnat_emulator.url,
-        username="admin",
-        password=SecretStr("admin"),
-        timeout_seconds=20.0,
-        max_retries=4,
-    )
+    return admin_credentials(xnat_emulator, max_retries=4)
 
 
 @pytest.fixture

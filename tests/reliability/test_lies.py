@@ -19,9 +19,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests._shared import container_outcomes, install_command, session_command
 from tests.reliability._support import Inspector, record_figures
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.client import XNATClient
@@ -44,20 +44,7 @@ from xnat_prefect.services.prearchive import PrearchiveService
 LIE = "There was an error: org.nrg.xnat.archive.ArchiveException: the operation failed"
 LABELS = {"project": "P1", "subject": "SUBJ01", "session": "SUBJ01_MR1"}
 FAST = {"stall_seconds": 5.0, "max_wait_seconds": 30.0, "poll_interval_seconds": 0.1}
-COMMAND = {
-    "name": "liar",
-    "version": "1.0",
-    "image": "xnat/liar:1.0",
-    "command-line": "liar #SESSION#",
-    "inputs": [{"name": "session", "replacement-key": "#SESSION#"}],
-    "xnat": [
-        {
-            "name": "liar-session",
-            "contexts": ["xnat:imageSessionData"],
-            "external-inputs": [{"name": "session", "type": "Session", "required": True}],
-        }
-    ],
-}
+COMMAND = session_command("liar")
 
 OUTCOMES: list[dict[str, Any]] = []
 
@@ -101,14 +88,8 @@ def _session(lab: Inspector) -> str:
 
 
 def _wrapper(lab: Inspector, outcome: str) -> int:
-    command_id = lab.rest.post("/xapi/commands", json=COMMAND).json()
-    wrapper_id = int(lab.rest.get(f"/xapi/commands/{command_id}").json()["xnat"][0]["id"])
-    assert lab.rest.put(f"/xapi/wrappers/{wrapper_id}/enabled").status_code == 200
-    assert lab.rest.put(f"/xapi/projects/P1/wrappers/{wrapper_id}/enabled").status_code == 200
-    reply = httpx.post(
-        f"{lab.emulator.url}/emulator/containers/outcomes", json={"liar-session": outcome}
-    )
-    assert reply.status_code == 200, reply.text
+    _, wrapper_id = install_command(lab.rest, COMMAND)
+    container_outcomes(lab.emulator, {"liar-session": outcome})
     return wrapper_id
 
 

@@ -14,9 +14,9 @@ import threading
 import time
 from collections import Counter
 
-import httpx
 import pytest
 
+from tests._shared import container_outcomes, install_command, session_command
 from tests.reliability._support import (
     QUIET_SECONDS,
     Inspector,
@@ -28,20 +28,7 @@ from xnat_prefect.flows.pipelines import run_pipeline_and_wait
 from xnat_prefect.testing.server import XNATEmulator
 
 EVERY = 0.5
-COMMAND = {
-    "name": "slowtool",
-    "version": "1.0",
-    "image": "xnat/slowtool:1.0",
-    "command-line": "slowtool #SESSION#",
-    "inputs": [{"name": "session", "replacement-key": "#SESSION#"}],
-    "xnat": [
-        {
-            "name": "slowtool-session",
-            "contexts": ["xnat:imageSessionData"],
-            "external-inputs": [{"name": "session", "type": "Session", "required": True}],
-        }
-    ],
-}
+COMMAND = session_command("slowtool")
 
 
 class Expirer:
@@ -85,12 +72,8 @@ def test_long_pipeline_wait_relogs_once_per_expiry(
         "/data/projects/P1/subjects/S1/experiments/S1_MR1", params={"xsiType": "xnat:mrSessionData"}
     )
     session = reply.text.strip()
-    command_id = lab.rest.post("/xapi/commands", json=COMMAND).json()
-    wrapper_id = int(lab.rest.get(f"/xapi/commands/{command_id}").json()["xnat"][0]["id"])
-    assert lab.rest.put(f"/xapi/wrappers/{wrapper_id}/enabled").status_code == 200
-    assert lab.rest.put(f"/xapi/projects/P1/wrappers/{wrapper_id}/enabled").status_code == 200
-    outcomes = httpx.post(f"{lab.emulator.url}/emulator/containers/outcomes", json={})
-    assert outcomes.status_code == 200
+    install_command(lab.rest, COMMAND)
+    container_outcomes(lab.emulator, {})
     run_seconds = 6 * EVERY + 0.5
     lab.emulator.set_timing(job_run_seconds=run_seconds)
     shared = creds.shared_client()  # the client every task of the flow uses

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests._shared import small_study
 from xnat_prefect.client import XNATClient
 from xnat_prefect.errors import (
     ArchiveFailed,
@@ -19,7 +22,6 @@ from xnat_prefect.models import PrearchiveScan, PrearchiveSession, PrearchiveSta
 from xnat_prefect.services._prearchive_archive import archive_uri, prearchive_src
 from xnat_prefect.services.prearchive import ArchiveResult, PrearchiveService
 from xnat_prefect.testing.server import XNATEmulator
-from xnat_prefect.testing.synthetic import generate_study
 
 if TYPE_CHECKING:
     from tests.services.conftest import Seeder
@@ -46,15 +48,7 @@ def _upload(
 ) -> PrearchiveSession:
     """Send a 2-series study file by file (gradual-DICOM) and return its prearchive session."""
     root = tmp_path / f"{session}-{seed}-{project}"
-    study = generate_study(
-        root,
-        project=project,
-        subject=subject,
-        session=session,
-        series=2,
-        instances_per_series=2,
-        seed=seed,
-    )
+    study = small_study(root, project=project, subject=subject, session=session, seed=seed)
     for path in study.files:
         reply = client.post(
             "/data/services/import",
@@ -72,6 +66,22 @@ def _upload(
     return found
 
 
+Upload = Callable[..., PrearchiveSession]
+
+
+@pytest.fixture
+def p1(client: XNATClient) -> str:
+    """Project P1 with prearchive code 0 (sessions stay in the prearchive)."""
+    _project(client, "P1")
+    return "P1"
+
+
+@pytest.fixture
+def upload(xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path) -> Upload:
+    """``_upload`` bound to this test's emulator, admin client and folder."""
+    return partial(_upload, xnat_emulator, client, tmp_path)
+
+
 def _experiments(client: XNATClient, project: str) -> dict[str, str]:
     rows = client.get_result_set(f"/data/projects/{project}/experiments")
     return {r["label"]: r["ID"] for r in rows}
@@ -82,11 +92,8 @@ def _key(session: PrearchiveSession) -> tuple[str, str, str]:
     return session.project, session.timestamp, session.folder_name
 
 
-def test_list_get_and_scans(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
-) -> None:
-    _project(client, "P1")
-    uploaded = _upload(xnat_emulator, client, tmp_path, "P1")
+def test_list_get_and_scans(client: XNATClient, p1: str, upload: Upload) -> None:
+    uploaded = upload(p1)
     service = PrearchiveService(client)
     listed = service.list("P1")
     assert len(listed) == 1 and isinstance(listed[0], PrearchiveSession)
@@ -124,11 +131,8 @@ def test_reads_of_missing_things(
         service.get("P1", "a/b", "X")
 
 
-def test_archive_a_ready_session(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
-) -> None:
-    _project(client, "P1")
-    session = _upload(xnat_emulator, client, tmp_path, "P1")
+def test_archive_a_ready_session(client: XNATClient, p1: str, upload: Upload) -> None:
+    session = upload(p1)
     result = PrearchiveService(client).archive(*_key(session))
     assert isinstance(result, ArchiveResult)
     assert result.uri == "/data/archive/projects/P1/subjects/SUBJ001/experiments/SESS001"
@@ -144,11 +148,8 @@ def test_archive_a_ready_session(
     assert sorted(r["ID"] for r in scans) == ["1", "2"]
 
 
-def test_archive_with_new_labels(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
-) -> None:
-    _project(client, "P1")
-    session = _upload(xnat_emulator, client, tmp_path, "P1")
+def test_archive_with_new_labels(client: XNATClient, p1: str, upload: Upload) -> None:
+    session = upload(p1)
     result = PrearchiveService(client).archive(
         *_key(session), subject="SUBX", experiment_label="SUBX_MR1"
     )
@@ -156,14 +157,11 @@ def test_archive_with_new_labels(
     assert list(_experiments(client, "P1")) == ["SUBX_MR1"]
 
 
-def test_conflict_on_re_archive_then_append(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
-) -> None:
-    _project(client, "P1")
+def test_conflict_on_re_archive_then_append(client: XNATClient, p1: str, upload: Upload) -> None:
     service = PrearchiveService(client)
-    first = _upload(xnat_emulator, client, tmp_path, "P1")
+    first = upload(p1)
     service.archive(*_key(first))
-    again = _upload(xnat_emulator, client, tmp_path, "P1", seed=0)
+    again = upload(p1, seed=0)
     with pytest.raises(ArchiveFailed) as caught:
         service.archive(*_key(again))
     error = caught.value
@@ -176,7 +174,7 @@ def test_conflict_on_re_archive_then_append(
     merged = service.archive(*_key(again), overwrite=True)
     assert merged.overwrite == "append"
     assert list(_experiments(client, "P1")) == ["SESS001"]
-    third = _upload(xnat_emulator, client, tmp_path, "P1", seed=0)
+    third = upload(p1, seed=0)
     replaced = service.archive(*_key(third), overwrite="delete")
     assert replaced.overwrite == "delete" and replaced.experiment_id == merged.experiment_id
 
@@ -195,10 +193,9 @@ def test_archive_input_checks(
 
 
 def test_lost_archive_reply_is_read_from_server_state(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
+    xnat_emulator: XNATEmulator, client: XNATClient, p1: str, upload: Upload
 ) -> None:
-    _project(client, "P1")
-    session = _upload(xnat_emulator, client, tmp_path, "P1")
+    session = upload(p1)
     rule = xnat_emulator.add_fault(ARCHIVE_ROUTE, "truncate", times=1)
     result = PrearchiveService(client).archive(*_key(session), experiment_label="LOST_1")
     assert rule.fired == 1
@@ -208,10 +205,9 @@ def test_lost_archive_reply_is_read_from_server_state(
 
 
 def test_dropped_archive_request_is_sent_once_more(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
+    xnat_emulator: XNATEmulator, client: XNATClient, p1: str, upload: Upload
 ) -> None:
-    _project(client, "P1")
-    session = _upload(xnat_emulator, client, tmp_path, "P1")
+    session = upload(p1)
     rule = xnat_emulator.add_fault(ARCHIVE_ROUTE, "drop", times=1)
     result = PrearchiveService(client).archive(*_key(session))
     assert rule.fired == 1 and not result.reconciled
@@ -219,10 +215,9 @@ def test_dropped_archive_request_is_sent_once_more(
 
 
 def test_server_error_and_error_body_fail_the_archive(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
+    xnat_emulator: XNATEmulator, client: XNATClient, p1: str, upload: Upload
 ) -> None:
-    _project(client, "P1")
-    session = _upload(xnat_emulator, client, tmp_path, "P1")
+    session = upload(p1)
     service = PrearchiveService(client)
     xnat_emulator.add_fault(ARCHIVE_ROUTE, "status", status=500, body="Boom", times=1)
     with pytest.raises(ArchiveFailed, match="did not happen") as caught:
@@ -235,28 +230,26 @@ def test_server_error_and_error_body_fail_the_archive(
 
 
 def test_delete(
-    xnat_emulator: XNATEmulator, client: XNATClient, bob: XNATClient, tmp_path: Path
+    xnat_emulator: XNATEmulator, client: XNATClient, bob: XNATClient, p1: str, upload: Upload
 ) -> None:
-    _project(client, "P1")
     service = PrearchiveService(client)
-    first = _upload(xnat_emulator, client, tmp_path, "P1")
+    first = upload(p1)
     with pytest.raises(PermissionDeniedError):
         PrearchiveService(bob).delete(*_key(first))
     assert service.delete(*_key(first)) is True
     assert service.list("P1") == []
     with pytest.raises(ResourceNotFoundError):
         service.delete(*_key(first))
-    second = _upload(xnat_emulator, client, tmp_path, "P1", session="SESS002", seed=2)
+    second = upload(p1, session="SESS002", seed=2)
     rule = xnat_emulator.add_fault(r"^DELETE /data/prearchive/", "truncate", times=1)
     assert service.delete(*_key(second)) is True
     assert rule.fired == 1 and service.list("P1") == []
 
 
 def test_rebuild_uses_build(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
+    xnat_emulator: XNATEmulator, client: XNATClient, p1: str, upload: Upload
 ) -> None:
-    _project(client, "P1")
-    session = _upload(xnat_emulator, client, tmp_path, "P1")
+    session = upload(p1)
     xnat_emulator.reset_metrics()
     rebuilt = PrearchiveService(client).rebuild(*_key(session))
     assert isinstance(rebuilt, PrearchiveSession)
@@ -266,12 +259,11 @@ def test_rebuild_uses_build(
 
 
 def test_move_between_projects_and_from_unassigned(
-    xnat_emulator: XNATEmulator, client: XNATClient, tmp_path: Path
+    client: XNATClient, p1: str, upload: Upload
 ) -> None:
-    _project(client, "P1")
     _project(client, "P2")
     service = PrearchiveService(client)
-    session = _upload(xnat_emulator, client, tmp_path, "P1")
+    session = upload(p1)
     moved = service.move(*_key(session), "P2")
     assert moved.project == "P2" and moved.tag == session.tag
     assert moved.url == f"/prearchive/projects/P2/{moved.timestamp}/{moved.folder_name}"
@@ -280,7 +272,7 @@ def test_move_between_projects_and_from_unassigned(
     assert same.url == moved.url
     with pytest.raises(ResourceNotFoundError):
         service.move(*_key(moved), "NOPE")
-    loose = _upload(xnat_emulator, client, tmp_path, None, session="LOOSE", seed=5)
+    loose = upload(None, session="LOOSE", seed=5)
     assert loose.project == "Unassigned"
     placed = service.move(*_key(loose), "P1")
     assert placed.project == "P1" and placed.name == "LOOSE"
@@ -304,11 +296,10 @@ def test_reply_parsers() -> None:
 
 
 def test_seeded_archive_goes_only_to_its_project(
-    xnat_emulator: XNATEmulator, client: XNATClient, seed: Seeder, tmp_path: Path
+    client: XNATClient, seed: Seeder, p1: str, upload: Upload
 ) -> None:
     seed.project("OTHER")
-    _project(client, "P1")
-    session = _upload(xnat_emulator, client, tmp_path, "P1")
+    session = upload(p1)
     PrearchiveService(client).archive(*_key(session))
     assert _experiments(client, "OTHER") == {}
 

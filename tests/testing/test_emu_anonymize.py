@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
@@ -25,12 +23,6 @@ project != "Unassigned" ? (0008,1030) := project
 (0010,0020) := session
 (0008,0080) := hashUID[(0020,000D)]
 """
-
-
-@pytest.fixture
-def client(xnat_emulator: XNATEmulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=xnat_emulator.url, auth=("admin", "admin"), timeout=30) as c:
-        yield c
 
 
 def _send(client: httpx.Client, files: list[Path]) -> None:

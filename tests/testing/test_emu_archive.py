@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import time
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests._shared import small_study
+from tests.testing._support import coded_project, import_zip
 from xnat_prefect.testing import XNATEmulator
 from xnat_prefect.testing.synthetic import generate_study
 
-IMPORT = "/data/services/import"
 ARCHIVE = "/data/services/archive"
-
-
-@pytest.fixture
-def client(xnat_emulator: XNATEmulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=xnat_emulator.url, auth=("admin", "admin"), timeout=30) as c:
-        yield c
 
 
 def _upload(
@@ -36,23 +28,8 @@ def _upload(
 ) -> str:
     """Upload a study routed to ``project`` (None: Unassigned) and return its READY URL."""
     root = tmp_path / f"{session}-{seed}"
-    study = generate_study(
-        root,
-        project=project,
-        subject=subject,
-        session=session,
-        series=2,
-        instances_per_series=2,
-        seed=seed,
-    )
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for path in study.files:
-            archive.write(path, path.relative_to(root).as_posix())
-    reply = client.post(IMPORT, content=buf.getvalue(), headers={"Content-Type": "application/zip"})
-    assert reply.status_code == 200, reply.text
-    assert xnat_emulator.wait_idle(10)
-    url = reply.text.strip()
+    study = small_study(root, project=project, subject=subject, session=session, seed=seed)
+    url = import_zip(xnat_emulator, client, study.files, root)
     assert (
         client.get(url, params={"format": "json"}).json()["ResultSet"]["Result"][0]["status"]
         == "READY"
@@ -60,15 +37,10 @@ def _upload(
     return url.removeprefix("/data")
 
 
-def _project(client: httpx.Client, project: str, code: int) -> None:
-    assert client.put(f"/data/projects/{project}").status_code == 200
-    assert client.put(f"/data/projects/{project}/prearchive_code/{code}").status_code == 200
-
-
 def test_single_session_is_archived_synchronously(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "AR", code=0)
+    coded_project(client, "AR", code=0)
     src = _upload(xnat_emulator, client, tmp_path, "AR")
     reply = client.post(ARCHIVE, data={"src": src})
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/uri-list")
@@ -87,7 +59,7 @@ def test_single_session_is_archived_synchronously(
 def test_overrides_and_project_timestamp_folder_form(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "OV", code=0)
+    coded_project(client, "OV", code=0)
     src = _upload(xnat_emulator, client, tmp_path, "OV")
     _, _, _, project, timestamp, folder = src.split("/")
     reply = client.post(
@@ -106,7 +78,7 @@ def test_overrides_and_project_timestamp_folder_form(
 def test_auto_archive_sessions_answer_303_unless_asked_not_to(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "RED", code=0)
+    coded_project(client, "RED", code=0)
     first = _upload(xnat_emulator, client, tmp_path, "RED", session="E1", seed=1)
     second = _upload(xnat_emulator, client, tmp_path, "RED", session="E2", seed=2)
     third = _upload(xnat_emulator, client, tmp_path, "RED", session="E3", seed=3)
@@ -127,7 +99,7 @@ def test_auto_archive_sessions_answer_303_unless_asked_not_to(
 
 
 def test_errors(xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path) -> None:
-    _project(client, "ERR", code=0)
+    coded_project(client, "ERR", code=0)
     assert client.post(ARCHIVE).status_code == 404
     assert "Unknown prearchive session." in client.post(ARCHIVE).text
     assert client.post(ARCHIVE, params={"src": "/archive/projects/ERR"}).status_code == 400
@@ -147,7 +119,7 @@ def test_errors(xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Pat
 def test_conflict_marks_the_session_and_overwrite_resolves_it(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "CON", code=0)
+    coded_project(client, "CON", code=0)
     first = _upload(xnat_emulator, client, tmp_path, "CON", seed=1)
     assert client.post(ARCHIVE, params={"src": first}).status_code == 200
     second = _upload(xnat_emulator, client, tmp_path, "CON", seed=2)
@@ -180,7 +152,7 @@ def test_conflict_marks_the_session_and_overwrite_resolves_it(
 def test_multiple_sources_are_queued(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "MUL", code=0)
+    coded_project(client, "MUL", code=0)
     one = _upload(xnat_emulator, client, tmp_path, "MUL", session="A1", seed=1)
     two = _upload(xnat_emulator, client, tmp_path, "MUL", session="A2", seed=2)
     xnat_emulator.set_timing(sweep_interval_seconds=5)  # keep the queue visible
@@ -207,7 +179,7 @@ def test_unexpected_failure_leaves_the_session_in_error_with_its_files(
 ) -> None:
     from xnat_prefect.testing.routes import _archiving
 
-    _project(client, "BRK", code=0)
+    coded_project(client, "BRK", code=0)
     src = _upload(xnat_emulator, client, tmp_path, "BRK")
     real = _archiving._archive_scan
     calls = []

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.testing._support import logged_in
 from xnat_prefect.testing import XNATEmulator
 from xnat_prefect.testing.routes._cascade import resource_dir
 
@@ -18,17 +17,9 @@ REFRESH = "/data/services/refresh/catalog"
 DICOM = "/data/experiments/XNAT_E00001/scans/1/resources/DICOM"
 
 
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=30) as client:
-        yield client
-
-
 def _seed(emu: XNATEmulator) -> None:
     """Project P1, subject S1, session SESS1 with scan 1 and one uploaded file, over HTTP."""
-    with _client(emu) as client:
+    with logged_in(emu, timeout=30) as client:
         assert client.put("/data/projects/P1").status_code == 200
         assert client.put("/data/projects/P1/subjects/S1").text == "XNAT_S00001"
         session = client.put(
@@ -72,7 +63,7 @@ def test_append_catalogs_files_written_behind_xnats_back(xnat_emulator: XNATEmul
     folder = _folder(xnat_emulator)
     (folder / "extra").mkdir()
     (folder / "extra" / "0002.dcm").write_bytes(b"second")
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert set(_catalog(client)) == {"0001.dcm"}
         reply = client.post(
             REFRESH,
@@ -91,7 +82,7 @@ def test_append_catalogs_files_written_behind_xnats_back(xnat_emulator: XNATEmul
 
 def test_delete_drops_entries_whose_files_are_gone(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         client.put(f"{DICOM}/files/0003.dcm", content=b"333", headers=OCTET)
         (_folder(xnat_emulator) / "0001.dcm").unlink()
         reply = client.post(
@@ -110,7 +101,7 @@ def test_checksum_fills_missing_digests_only(xnat_emulator: XNATEmulator) -> Non
     _seed(xnat_emulator)
     state = xnat_emulator.state
     assert state is not None
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         state.store.execute("UPDATE files SET digest=''")
         assert _catalog(client)["0001.dcm"]["digest"] == ""
         reply = client.post(
@@ -132,7 +123,7 @@ def test_checksum_fills_missing_digests_only(xnat_emulator: XNATEmulator) -> Non
 def test_no_options_means_every_operation(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     folder = _folder(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         (folder / "0001.dcm").unlink()
         (folder / "new.dcm").write_bytes(b"new-bytes")
         reply = client.post(REFRESH, params={"resource": "/archive/projects/P1/experiments/SESS1"})
@@ -148,7 +139,7 @@ def test_populate_stats_and_form_fields(xnat_emulator: XNATEmulator) -> None:
     state = xnat_emulator.state
     assert state is not None
     state.store.execute("UPDATE resources SET file_count=NULL, file_size=NULL")
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert _stats(client) == ("", "")
         reply = client.post(
             REFRESH,
@@ -165,7 +156,7 @@ def test_project_and_subject_resources(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     state = xnat_emulator.state
     assert state is not None
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         client.put("/data/projects/P1/resources/PR/files/a.txt", content=b"a", headers=OCTET)
         client.put("/data/projects/P1/subjects/S1/resources/SR")
         row = state.store.one(
@@ -195,7 +186,7 @@ def test_project_and_subject_resources(xnat_emulator: XNATEmulator) -> None:
 )
 def test_bad_requests(xnat_emulator: XNATEmulator, params: dict[str, str], status: int) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert client.post(REFRESH, params=params).status_code == status
 
 
@@ -203,10 +194,10 @@ def test_refresh_needs_edit_permission(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     xnat_emulator.add_user("collab", "pw")
     xnat_emulator.add_user("stranger", "pw")
-    with _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator, timeout=30) as admin:
         admin.put("/data/projects/P1/users/Collaborators/collab")
     params = {"resource": "/archive/experiments/XNAT_E00001"}
-    with _client(xnat_emulator, "collab", "pw") as collaborator:
+    with logged_in(xnat_emulator, "collab", "pw", timeout=30) as collaborator:
         assert collaborator.post(REFRESH, params=params).status_code == 403
-    with _client(xnat_emulator, "stranger", "pw") as stranger:
+    with logged_in(xnat_emulator, "stranger", "pw", timeout=30) as stranger:
         assert stranger.post(REFRESH, params=params).status_code == 404

@@ -5,60 +5,15 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.testing._support import logged_in, make_experiment
+from tests._shared import container_outcomes, install_command, session_command
+from tests.testing._support import logged_in, make_experiment, wait_for, workflow_fields
 from xnat_prefect.testing import XNATEmulator
 
-COMMAND = {
-    "name": "dcm2niix",
-    "version": "1.0",
-    "image": "xnat/dcm2niix:1.0",
-    "command-line": "dcm2niix -o /out #SESSION#",
-    "inputs": [{"name": "session", "replacement-key": "#SESSION#"}],
-    "xnat": [
-        {
-            "name": "dcm2niix-session",
-            "contexts": ["xnat:imageSessionData"],
-            "external-inputs": [{"name": "session", "type": "Session", "required": True}],
-        }
-    ],
-}
-
-
-def _install(client: httpx.Client, project: str | None = "P1") -> tuple[int, int]:
-    """Create the command, enable its wrapper for the site (and project); (command, wrapper)."""
-    command_id = client.post("/xapi/commands", json=COMMAND).json()
-    wrapper_id = client.get(f"/xapi/commands/{command_id}").json()["xnat"][0]["id"]
-    assert client.put(f"/xapi/wrappers/{wrapper_id}/enabled").status_code == 200
-    if project:
-        assert (
-            client.put(f"/xapi/projects/{project}/wrappers/{wrapper_id}/enabled").status_code == 200
-        )
-    return int(command_id), int(wrapper_id)
-
-
-def _status(client: httpx.Client, wf_id: str) -> dict[str, Any]:
-    doc = client.get(f"/data/workflows/{wf_id}", params={"format": "json"}).json()
-    fields: dict[str, Any] = doc["items"][0]["data_fields"]
-    return fields
-
-
-def _wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-def _outcomes(emu: XNATEmulator, table: dict[str, str]) -> None:
-    reply = httpx.post(f"{emu.url}/emulator/containers/outcomes", json=table)
-    assert reply.status_code == 200, reply.text
+COMMAND = session_command("dcm2niix", command_line="dcm2niix -o /out #SESSION#")
 
 
 def _launch(client: httpx.Client, wrapper_id: int, session: str) -> dict[str, Any]:
@@ -131,14 +86,14 @@ def test_enablement_site_and_project(xnat_emulator: XNATEmulator) -> None:
 def test_launch_runs_to_complete_with_history_and_logs(xnat_emulator: XNATEmulator) -> None:
     with logged_in(xnat_emulator) as admin:
         experiment = make_experiment(admin)
-        _, wrapper_id = _install(admin)
+        _, wrapper_id = install_command(admin, COMMAND)
         report = _launch(admin, wrapper_id, experiment)
         assert report["status"] == "success" and report["wrapper-id"] == wrapper_id
         assert report["command-id"] == 0 and report["params"] == {"session": experiment}
         wf_id = report["workflow-id"]
         assert wf_id.isdigit() and report["id"] is None
-        _wait_for(lambda: _status(admin, wf_id)["status"] == "Complete")
-        fields = _status(admin, wf_id)
+        wait_for(lambda: workflow_fields(admin, wf_id)["status"] == "Complete")
+        fields = workflow_fields(admin, wf_id)
         assert fields["pipeline_name"] == "dcm2niix-session" and fields["ID"] == experiment
         container = admin.get(f"/xapi/containers/{fields['comments']}").json()
         assert container["status"] == "Complete" and container["workflow-id"] == wf_id
@@ -163,11 +118,11 @@ def test_launch_runs_to_complete_with_history_and_logs(xnat_emulator: XNATEmulat
 def test_failed_outcome(xnat_emulator: XNATEmulator) -> None:
     with logged_in(xnat_emulator) as admin:
         experiment = make_experiment(admin)
-        _, wrapper_id = _install(admin)
-        _outcomes(xnat_emulator, {"dcm2niix-session": "Failed"})
+        _, wrapper_id = install_command(admin, COMMAND)
+        container_outcomes(xnat_emulator, {"dcm2niix-session": "Failed"})
         wf_id = _launch(admin, wrapper_id, experiment)["workflow-id"]
-        _wait_for(lambda: _status(admin, wf_id)["status"].startswith("Failed"))
-        fields = _status(admin, wf_id)
+        wait_for(lambda: workflow_fields(admin, wf_id)["status"].startswith("Failed"))
+        fields = workflow_fields(admin, wf_id)
         assert fields["status"] == "Failed (Running)" and "status 1" in fields["details"]
         container = admin.get(f"/xapi/containers/{fields['comments']}").json()
         assert container["status"] == "Failed" and container["history"][-1]["exitCode"] == "1"
@@ -181,18 +136,18 @@ def test_hang_then_kill(xnat_emulator: XNATEmulator) -> None:
     with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         experiment = make_experiment(admin)
         admin.put("/data/projects/P1/users/member/bob")
-        _, wrapper_id = _install(admin)
-        _outcomes(xnat_emulator, {str(wrapper_id): "Hang"})
+        _, wrapper_id = install_command(admin, COMMAND)
+        container_outcomes(xnat_emulator, {str(wrapper_id): "Hang"})
         wf_id = _launch(admin, wrapper_id, experiment)["workflow-id"]
-        _wait_for(lambda: _status(admin, wf_id)["status"] == "Running")
+        wait_for(lambda: workflow_fields(admin, wf_id)["status"] == "Running")
         time.sleep(0.6)  # twice job_run_seconds: still running
-        fields = _status(admin, wf_id)
+        fields = workflow_fields(admin, wf_id)
         assert fields["status"] == "Running"
         container_id = fields["comments"]
         assert bob.post(f"/xapi/containers/{container_id}/kill").status_code == 403
         killed = admin.post(f"/xapi/projects/P1/containers/{container_id}/kill")
         assert killed.status_code == 200 and killed.text == container_id
-        assert _status(admin, wf_id)["status"] == "Killed"
+        assert workflow_fields(admin, wf_id)["status"] == "Killed"
         assert admin.get(f"/xapi/containers/{container_id}").json()["status"] == "Killed"
         assert admin.post("/xapi/containers/999/kill").status_code == 404
         assert admin.get(f"/xapi/containers/{container_id}/kill").status_code == 405
@@ -206,17 +161,17 @@ def test_completion_after_n_polls(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.set_timing(job_polls=4, job_run_seconds=600)
     with logged_in(xnat_emulator) as admin:
         experiment = make_experiment(admin)
-        _, wrapper_id = _install(admin)
+        _, wrapper_id = install_command(admin, COMMAND)
         wf_id = _launch(admin, wrapper_id, experiment)["workflow-id"]
         time.sleep(0.4)
-        seen = [_status(admin, wf_id)["status"] for _ in range(5)]
+        seen = [workflow_fields(admin, wf_id)["status"] for _ in range(5)]
         assert seen == ["Running", "Running", "Running", "Complete", "Complete"]
 
 
 def test_deprecated_and_odd_launches(xnat_emulator: XNATEmulator) -> None:
     with logged_in(xnat_emulator) as admin:
         experiment = make_experiment(admin)
-        command_id, wrapper_id = _install(admin)
+        command_id, wrapper_id = install_command(admin, COMMAND)
         old = admin.post(
             f"/xapi/projects/P1/commands/{command_id}/wrappers/dcm2niix-session/launch",
             params={"session": experiment},
@@ -224,7 +179,7 @@ def test_deprecated_and_odd_launches(xnat_emulator: XNATEmulator) -> None:
         assert old.status_code == 200
         assert old.json()["workflow-id"] == "To be assigned"
         assert old.json()["command-id"] == command_id and old.json()["wrapper-id"] == 0
-        _wait_for(
+        wait_for(
             lambda: any(c["status"] == "Complete" for c in admin.get("/xapi/containers").json())
         )
         unknown = admin.post(
@@ -237,8 +192,10 @@ def test_deprecated_and_odd_launches(xnat_emulator: XNATEmulator) -> None:
         assert bad_project.status_code == 500
         assert bad_project.text == "There was an error in the request : null"
         missing = _launch(admin, wrapper_id, "XNAT_E99999")
-        _wait_for(lambda: _status(admin, missing["workflow-id"])["status"] == "Failed (Staging)")
-        assert "XNAT_E99999" in _status(admin, missing["workflow-id"])["details"]
+        wait_for(
+            lambda: workflow_fields(admin, missing["workflow-id"])["status"] == "Failed (Staging)"
+        )
+        assert "XNAT_E99999" in workflow_fields(admin, missing["workflow-id"])["details"]
         assert len(admin.get("/xapi/containers").json()) == 1  # no container for those
 
 
@@ -247,7 +204,7 @@ def test_bulk_launch_and_visibility(xnat_emulator: XNATEmulator) -> None:
     with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         experiment = make_experiment(admin)
         admin.put("/data/projects/P1/users/member/bob")
-        _, wrapper_id = _install(admin)
+        _, wrapper_id = install_command(admin, COMMAND)
         bulk = admin.post(
             f"/xapi/projects/P1/wrappers/{wrapper_id}/root/session/bulklaunch",
             json={"session": f'["{experiment}", "E1"]'},
@@ -255,5 +212,5 @@ def test_bulk_launch_and_visibility(xnat_emulator: XNATEmulator) -> None:
         assert bulk["pipeline-name"] == "dcm2niix-session" and len(bulk["successes"]) == 2
         assert bulk["bulk-launch-id"].startswith("bulk-admin")
         assert _launch(bob, wrapper_id, experiment)["status"] == "success"
-        _wait_for(lambda: len(admin.get("/xapi/containers").json()) == 3)
+        wait_for(lambda: len(admin.get("/xapi/containers").json()) == 3)
         assert [c["user-id"] for c in bob.get("/xapi/containers").json()] == ["bob"]

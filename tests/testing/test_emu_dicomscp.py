@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import httpx
-
+from tests.testing._support import logged_in
 from xnat_prefect.testing import XNATEmulator
 
 KEYS = {
@@ -32,16 +28,8 @@ KEYS = {
 }
 
 
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=10) as client:
-        yield client
-
-
 def test_default_receiver_is_the_live_scp(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator) as admin:
         receivers = admin.get("/xapi/dicomscp").json()
         assert len(receivers) == 1
         default = receivers[0]
@@ -56,7 +44,7 @@ def test_default_receiver_is_the_live_scp(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_receiver_records_crud(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator) as admin:
         created = admin.post("/xapi/dicomscp", json={"aeTitle": "SECOND", "port": 0})
         assert created.status_code == 200
         record = created.json()
@@ -87,7 +75,7 @@ def test_receiver_records_crud(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_default_receiver_overrides_stick(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator) as admin:
         changed = admin.put("/xapi/dicomscp/1", json={"aeTitle": "RENAMED"}).json()
         assert changed["aeTitle"] == "RENAMED" and changed["port"] == xnat_emulator.dicom_port
         assert admin.get("/xapi/dicomscp").json()[0]["aeTitle"] == "RENAMED"
@@ -95,7 +83,7 @@ def test_default_receiver_overrides_stick(xnat_emulator: XNATEmulator) -> None:
 
 def test_dicomscp_is_admin_only(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator, "bob", "pw") as bob:
         for reply in (
             bob.get("/xapi/dicomscp"),
             bob.get("/xapi/dicomscp/1"),

@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,12 +22,6 @@ BASE = "/data/projects/P1/resources/DOCS/files"
 FILE_KEY = "GET /data/projects/{project}/resources/{resource}/files/{path:path}"
 PAYLOAD = bytes(range(256)) * 64
 IMPORT = "/data/services/import"
-
-
-@pytest.fixture
-def client(xnat_emulator: XNATEmulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=xnat_emulator.url, auth=("admin", "admin"), timeout=30) as c:
-        yield c
 
 
 def _seed_file(client: httpx.Client) -> None:

@@ -7,12 +7,11 @@ import io
 import json
 import tarfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
+from tests.testing._support import logged_in
 from xnat_prefect.testing import XNATEmulator
 from xnat_prefect.testing.routes._cascade import resource_dir
 
@@ -31,17 +30,9 @@ FILE_COLUMNS = [
 ]
 
 
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=30) as client:
-        yield client
-
-
 def _seed(emu: XNATEmulator, project: str = "P1") -> None:
     """Project, subject S1, session SESS1, scans 1 (T1w), 2 (T2 w/FLAIR), 3 (T1w), over HTTP."""
-    with _client(emu) as client:
+    with logged_in(emu, timeout=30) as client:
         assert client.put(f"/data/projects/{project}").status_code == 200
         assert client.put(f"/data/projects/{project}/subjects/S1").text == "XNAT_S00001"
         session = client.put(
@@ -86,7 +77,7 @@ def test_raw_upload_autocreates_resource_and_lists_with_single_uri(
     xnat_emulator: XNATEmulator,
 ) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         base = "/data/projects/P1/subjects/S1/experiments/SESS1/scans/1/resources/DICOM"
         reply = _put(client, f"{base}/files/sub/dir/0001.dcm", b"dicom-bytes")
         assert reply.status_code == 200 and reply.text == ""
@@ -113,7 +104,7 @@ def test_raw_upload_autocreates_resource_and_lists_with_single_uri(
 def test_upload_body_rules(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     url = "/data/projects/P1/resources/R/files/x.bin"
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         no_type = client.put(url, content=b"data")  # no Content-Type: XNAT sees no file
         assert no_type.status_code == 400 and "inbody=true" in no_type.text
         empty = client.put(url, content=b"", headers=OCTET)
@@ -141,7 +132,7 @@ def test_upload_body_rules(xnat_emulator: XNATEmulator) -> None:
 
 def test_multipart_upload_uses_part_filename_or_path(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         base = "/data/experiments/XNAT_E00001/resources/MP/files"
         assert (
             client.post(base, files={"anything": ("C:\\dir\\from-part.txt", b"p1")}).status_code
@@ -166,7 +157,7 @@ def test_multipart_upload_uses_part_filename_or_path(xnat_emulator: XNATEmulator
 def test_duplicates_reply_and_overwrite(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     url = "/data/projects/P1/resources/R/files/f.txt"
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert _put(client, url, b"first").status_code == 200
         again = _put(client, url, b"second")
         assert again.status_code == 200
@@ -196,7 +187,7 @@ def test_extract_zip_and_tar_gz_keep_folders(xnat_emulator: XNATEmulator) -> Non
         info = tarfile.TarInfo("t/inner.txt")
         info.size = 3
         archive.addfile(info, io.BytesIO(b"tar"))
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         zipped = _zip_bytes({"z/one.txt": b"1", "z/two/three.txt": b"23"})
         reply = client.put(
             f"{base}/bundle.zip",
@@ -230,7 +221,7 @@ def test_extract_refuses_entries_escaping_the_resource(xnat_emulator: XNATEmulat
         link.type = tarfile.SYMTYPE
         link.linkname = "/etc/passwd"
         archive.addfile(link)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert _put(client, f"{base}/keep.txt", b"k").status_code == 200
         slip = _zip_bytes({"ok.txt": b"fine", "../../escaped.txt": b"evil"})
         reply = client.put(
@@ -261,7 +252,7 @@ def test_download_full_range_types_and_missing(xnat_emulator: XNATEmulator) -> N
     _seed(xnat_emulator)
     base = "/data/projects/P1/subjects/S1/resources/DOCS/files"
     payload = bytes(range(256)) * 40
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert _put(client, f"{base}/blob.dcm", payload).status_code == 200
         assert _put(client, f"{base}/readme.txt", b"hello").status_code == 200
         whole = client.get(f"{base}/blob.dcm")
@@ -295,7 +286,7 @@ def test_download_full_range_types_and_missing(xnat_emulator: XNATEmulator) -> N
 
 def test_zip_download_layout_is_valid_and_streamed(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         _scan_files(client)
         assert _put(client, f"{SESSION}/resources/NOTES/files/n.txt", b"note").status_code == 200
         reply = client.get(f"{SESSION}/scans/ALL/files", params={"format": "zip"})
@@ -340,7 +331,7 @@ def test_zip_download_layout_is_valid_and_streamed(xnat_emulator: XNATEmulator) 
 
 def test_subject_and_project_archive_layouts(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert (
             _put(client, "/data/projects/P1/subjects/S1/resources/SR/files/s.txt", b"s").status_code
             == 200
@@ -362,7 +353,7 @@ def test_subject_and_project_archive_layouts(xnat_emulator: XNATEmulator) -> Non
 @pytest.mark.parametrize(("fmt", "mode"), [("tar", "r:"), ("tar.gz", "r:gz")])
 def test_tar_downloads(xnat_emulator: XNATEmulator, fmt: str, mode: str) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         _scan_files(client)
         big = bytes(range(256)) * 3000  # crosses several tar blocks and read chunks
         assert (
@@ -398,7 +389,7 @@ def test_scan_selectors_and_multi_resource_uris(
     xnat_emulator: XNATEmulator, selector: str, scans: list[str]
 ) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         _scan_files(client)
         rows = _files(client.get(f"{SESSION}/scans/{selector}/files"))
         assert sorted(r["URI"].split("/scans/")[1].split("/")[0] for r in rows) == scans
@@ -414,7 +405,7 @@ def test_uri_forms_for_project_subject_and_comma_resource_lists(
     xnat_emulator: XNATEmulator,
 ) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         _put(client, "/data/projects/P1/resources/A/files/a.txt", b"a")
         _put(client, "/data/projects/P1/resources/B/files/b.txt", b"b")
         _put(client, "/data/projects/P1/subjects/S1/resources/C/files/c.txt", b"c")
@@ -441,7 +432,7 @@ def test_uri_forms_for_project_subject_and_comma_resource_lists(
 
 def test_empty_selection_archive_is_404(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         client.put(f"{SESSION}/scans/1/resources/EMPTY")
         assert client.get(f"{SESSION}/scans/1/files", params={"format": "zip"}).status_code == 404
         accepted = client.get(
@@ -456,7 +447,7 @@ def test_delete_file_folder_and_no_match(xnat_emulator: XNATEmulator) -> None:
     state = xnat_emulator.state
     assert state is not None
     base = "/data/projects/P1/resources/R/files"
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         for name in ("top.txt", "sub/folder/x.txt", "sub/folder/y.txt", "sub/other.txt"):
             assert _put(client, f"{base}/{name}", b"12345").status_code == 200
         rid = int(_resource_id(client, "/data/projects/P1", "R"))
@@ -475,10 +466,10 @@ def test_delete_file_folder_and_no_match(xnat_emulator: XNATEmulator) -> None:
         )
         assert (resource_dir(state, rid) / "sub" / "other.txt").is_file()
     xnat_emulator.add_user("member1", "pw")
-    with _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator, timeout=30) as admin:
         admin.put("/data/projects/P1/users/Members/member1")
         _put(admin, f"{base}/z.txt", b"z")
-    with _client(xnat_emulator, "member1", "pw") as member:
+    with logged_in(xnat_emulator, "member1", "pw", timeout=30) as member:
         assert member.delete(f"{base}/z.txt").status_code == 403
         assert _put(member, f"{base}/by-member.txt", b"m").status_code == 200
 
@@ -486,7 +477,7 @@ def test_delete_file_folder_and_no_match(xnat_emulator: XNATEmulator) -> None:
 def test_folder_listing_wildcards_and_file_attributes(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     base = f"{SESSION}/resources/R/files"
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         _put(client, f"{base}/d/one.dcm", b"1", format="DICOM", content="RAW", tags="t1")
         _put(client, f"{base}/d/e/two.dcm", b"2")
         _put(client, f"{base}/three.txt", b"3")
@@ -506,7 +497,7 @@ def test_folder_listing_wildcards_and_file_attributes(xnat_emulator: XNATEmulato
 
 def test_update_stats_false_keeps_cached_counts(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         base = "/data/projects/P1/resources/R/files"
         _put(client, f"{base}/a", b"aaaa")
         _put(client, f"{base}/b", b"bb", **{"update-stats": "false"})
@@ -518,7 +509,7 @@ def test_update_stats_false_keeps_cached_counts(xnat_emulator: XNATEmulator) -> 
 def test_zip_member_access_and_list_contents(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     base = "/data/projects/P1/resources/Z/files"
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         _put(client, f"{base}/pack.zip", _zip_bytes({"in/a.txt": b"inner-a"}))
         member = client.get(f"{base}/pack.zip!in/a.txt")
         assert member.status_code == 200 and member.content == b"inner-a"
@@ -529,7 +520,7 @@ def test_zip_member_access_and_list_contents(xnat_emulator: XNATEmulator) -> Non
 
 def test_single_file_with_format_zip_is_wrapped(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         _put(client, "/data/projects/P1/resources/R/files/x/y.txt", b"y")
         reply = client.get("/data/projects/P1/resources/R/files/x/y.txt", params={"format": "zip"})
         assert zipfile.ZipFile(io.BytesIO(reply.content)).namelist() == ["y.txt"]

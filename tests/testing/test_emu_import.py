@@ -9,7 +9,6 @@ import tarfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,12 @@ import pytest
 from pydicom import dcmread
 from pynetdicom import AE
 
+from tests.testing._support import IMPORT, ZIP, coded_project
 from xnat_prefect.testing import Timing, XNATEmulator
 from xnat_prefect.testing.routes.imports import NotDicomError, ReceiveOptions, store_received_file
 from xnat_prefect.testing.synthetic import StudyManifest, generate_study, write_non_dicom
 
-IMPORT = "/data/services/import"
-
-
-@pytest.fixture
-def client(xnat_emulator: XNATEmulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=xnat_emulator.url, auth=("admin", "admin"), timeout=30) as c:
-        yield c
-
-
-def _project(client: httpx.Client, project: str, code: int = 4) -> None:
-    assert client.put(f"/data/projects/{project}").status_code == 200
-    assert client.put(f"/data/projects/{project}/prearchive_code/{code}").status_code == 200
+DICOM = {"Content-Type": "application/dicom"}
 
 
 def _zip(study: StudyManifest, root: Path, extra: dict[str, bytes] | None = None) -> bytes:
@@ -45,6 +34,18 @@ def _zip(study: StudyManifest, root: Path, extra: dict[str, bytes] | None = None
                 for name, data in extra.items():
                     archive.writestr(name, data)
     return buf.getvalue()
+
+
+def _post_zip(
+    client: httpx.Client, body: bytes, params: dict[str, str] | None = None
+) -> httpx.Response:
+    return client.post(IMPORT, params=params, content=body, headers=ZIP)
+
+
+def _post_dicom(
+    client: httpx.Client, data: bytes, params: dict[str, str] | None = None
+) -> httpx.Response:
+    return client.post(IMPORT, params=params, content=data, headers=DICOM)
 
 
 def _prearc(client: httpx.Client, project: str | None = None) -> list[dict[str, str]]:
@@ -70,14 +71,12 @@ def _uris(reply: httpx.Response) -> list[str]:
 def test_gradual_dicom_file_by_file_is_received_built_and_auto_archived(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "GRAD", code=4)
+    coded_project(client, "GRAD", code=4)
     study = generate_study(tmp_path, project="GRAD", series=2, instances_per_series=3)
     xnat_emulator.set_timing(rebuild_quiet_seconds=30)
     uris = set()
     for path in study.files:
-        reply = client.post(
-            IMPORT, content=path.read_bytes(), headers={"Content-Type": "application/dicom"}
-        )
+        reply = _post_dicom(client, path.read_bytes())
         uris.update(_uris(reply))
     assert len(uris) == 1
     uri = uris.pop()
@@ -105,14 +104,10 @@ def test_gradual_dicom_file_by_file_is_received_built_and_auto_archived(
 def test_code_zero_project_keeps_the_session_ready(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "MANUAL", code=0)
+    coded_project(client, "MANUAL", code=0)
     study = generate_study(tmp_path, project="MANUAL", series=1, instances_per_series=2)
     for path in study.files:
-        _uris(
-            client.post(
-                IMPORT, content=path.read_bytes(), headers={"Content-Type": "application/dicom"}
-            )
-        )
+        _uris(_post_dicom(client, path.read_bytes()))
     assert xnat_emulator.wait_idle(10)
     [row] = _prearc(client, "MANUAL")
     assert row["status"] == "READY" and row["autoarchive"] == "Manual"
@@ -124,11 +119,11 @@ def test_code_zero_project_keeps_the_session_ready(
 def test_dicom_zip_is_the_default_and_two_uploads_reuse_one_session(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "ZIPS", code=0)
+    coded_project(client, "ZIPS", code=0)
     study = generate_study(tmp_path / "s", project="ZIPS", series=2, instances_per_series=2)
     body = _zip(study, tmp_path / "s")
-    first = _uris(client.post(IMPORT, content=body, headers={"Content-Type": "application/zip"}))
-    second = _uris(client.post(IMPORT, content=body, headers={"Content-Type": "application/zip"}))
+    first = _uris(_post_zip(client, body))
+    second = _uris(_post_zip(client, body))
     assert first == second and len(first) == 1
     assert xnat_emulator.wait_idle(10)
     [row] = _prearc(client, "ZIPS")
@@ -140,7 +135,7 @@ def test_dicom_zip_is_the_default_and_two_uploads_reuse_one_session(
 def test_dicom_zip_as_a_multipart_tar_gz(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "TARS", code=4)
+    coded_project(client, "TARS", code=4)
     root = tmp_path / "s"
     study = generate_study(root, project="TARS", series=2, instances_per_series=2)
     buf = io.BytesIO()
@@ -162,7 +157,7 @@ def test_dicom_zip_as_a_multipart_tar_gz(
 def test_dest_archive_is_synchronous_and_overwrite_rules_apply(
     client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "ARC", code=0)
+    coded_project(client, "ARC", code=0)
     root = tmp_path / "a"
     study = generate_study(root, project="ARC", series=2, instances_per_series=2)
     body = _zip(study, root)
@@ -209,7 +204,7 @@ def test_dest_archive_is_synchronous_and_overwrite_rules_apply(
 
 
 def test_ignore_unparsable(client: httpx.Client, tmp_path: Path) -> None:
-    _project(client, "BAD", code=0)
+    coded_project(client, "BAD", code=0)
     root = tmp_path / "s"
     study = generate_study(root, project="BAD", series=1, instances_per_series=4)
     body = _zip(study, root, extra={"notes/readme.txt": b"not dicom at all\n" * 20})
@@ -242,13 +237,11 @@ def test_request_format_errors(client: httpx.Client, tmp_path: Path) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
         archive.writestr("../../escape.dcm", data)
-    slip = client.post(IMPORT, content=buf.getvalue(), headers={"Content-Type": "application/zip"})
+    slip = _post_zip(client, buf.getvalue())
     assert slip.status_code == 400 and "outside the upload folder" in slip.text
-    broken = client.post(
-        IMPORT, content=b"PK\x03\x04junk", headers={"Content-Type": "application/zip"}
-    )
+    broken = _post_zip(client, b"PK\x03\x04junk")
     assert broken.status_code == 400
-    not_dicom = client.post(IMPORT, content=b"hello", headers={"Content-Type": "application/dicom"})
+    not_dicom = _post_dicom(client, b"hello")
     assert not_dicom.status_code == 400
 
 
@@ -257,11 +250,7 @@ def test_unknown_project_goes_to_unassigned_which_only_admins_see(
 ) -> None:
     study = generate_study(tmp_path, project="NOSUCH", series=1, instances_per_series=2)
     for path in study.files:
-        [uri] = _uris(
-            client.post(
-                IMPORT, content=path.read_bytes(), headers={"Content-Type": "application/dicom"}
-            )
-        )
+        [uri] = _uris(_post_dicom(client, path.read_bytes()))
         assert uri.startswith("/data/prearchive/projects/Unassigned/")
     assert xnat_emulator.wait_idle(10)
     [row] = _prearc(client, "Unassigned")
@@ -274,55 +263,39 @@ def test_unknown_project_goes_to_unassigned_which_only_admins_see(
 
 
 def test_si_importer_archives_synchronously(client: httpx.Client, tmp_path: Path) -> None:
-    _project(client, "SIP", code=4)
+    coded_project(client, "SIP", code=4)
     root = tmp_path / "s"
     study = generate_study(root, project="SIP", series=1, instances_per_series=2)
-    reply = client.post(
-        IMPORT,
-        params={"import-handler": "SI", "project": "SIP", "subject": "S7", "session": "E7"},
-        content=_zip(study, root),
-        headers={"Content-Type": "application/zip"},
+    reply = _post_zip(
+        client,
+        _zip(study, root),
+        {"import-handler": "SI", "project": "SIP", "subject": "S7", "session": "E7"},
     )
     assert _uris(reply) == ["/data/archive/projects/SIP/subjects/S7/experiments/E7"]
     empty = io.BytesIO()
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("x.txt", b"nothing")
-    nothing = client.post(
-        IMPORT,
-        params={"import-handler": "SI"},
-        content=empty.getvalue(),
-        headers={"Content-Type": "application/zip"},
-    )
+    nothing = _post_zip(client, empty.getvalue(), {"import-handler": "SI"})
     assert nothing.status_code == 400 and "parsable files" in nothing.text
 
 
 def test_commit_on_an_auto_archive_project_returns_archive_uris(
     client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "COM", code=4)
+    coded_project(client, "COM", code=4)
     root = tmp_path / "s"
     study = generate_study(root, project="COM", series=1, instances_per_series=2)
-    reply = client.post(
-        IMPORT,
-        params={"action": "commit"},
-        content=_zip(study, root),
-        headers={"Content-Type": "application/zip"},
-    )
+    reply = _post_zip(client, _zip(study, root), {"action": "commit"})
     assert _uris(reply) == ["/data/archive/projects/COM/subjects/SUBJ001/experiments/SESS001"]
 
 
 def test_dest_prearchive_still_auto_archives_on_code_4(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "DP", code=4)
+    coded_project(client, "DP", code=4)
     root = tmp_path / "s"
     study = generate_study(root, project="DP", series=1, instances_per_series=2)
-    reply = client.post(
-        IMPORT,
-        params={"dest": "/prearchive/projects/DP"},
-        content=_zip(study, root),
-        headers={"Content-Type": "application/zip"},
-    )
+    reply = _post_zip(client, _zip(study, root), {"dest": "/prearchive/projects/DP"})
     [uri] = _uris(reply)
     assert uri.startswith("/data/prearchive/projects/DP/")
     assert xnat_emulator.wait_idle(10)
@@ -330,16 +303,11 @@ def test_dest_prearchive_still_auto_archives_on_code_4(
 
 
 def test_direct_archive(xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path) -> None:
-    _project(client, "DA", code=0)
+    coded_project(client, "DA", code=0)
     root = tmp_path / "s"
     study = generate_study(root, project="DA", series=2, instances_per_series=2)
     xnat_emulator.set_timing(rebuild_quiet_seconds=30)
-    reply = client.post(
-        IMPORT,
-        params={"Direct-Archive": "true"},
-        content=_zip(study, root),
-        headers={"Content-Type": "application/zip"},
-    )
+    reply = _post_zip(client, _zip(study, root), {"Direct-Archive": "true"})
     [uri] = _uris(reply)
     assert uri == f"/xapi/direct-archive/DA/{study.study_uid}/SESS001"
     assert _prearc(client, "DA") == []  # holding area, not the prearchive
@@ -352,12 +320,7 @@ def test_direct_archive(xnat_emulator: XNATEmulator, client: httpx.Client, tmp_p
     assert client.get(uri).status_code == 404
     # the same study again conflicts and falls back into the prearchive as CONFLICT
     xnat_emulator.set_timing(rebuild_quiet_seconds=30)
-    again = client.post(
-        IMPORT,
-        params={"Direct-Archive": "true"},
-        content=_zip(study, root),
-        headers={"Content-Type": "application/zip"},
-    )
+    again = _post_zip(client, _zip(study, root), {"Direct-Archive": "true"})
     assert _uris(again) == [uri]
     assert client.post(uri).status_code == 200  # archive now
     [row] = _prearc(client, "DA")
@@ -369,7 +332,7 @@ def test_direct_archive(xnat_emulator: XNATEmulator, client: httpx.Client, tmp_p
 def test_store_received_file_groups_replaces_and_rejects(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "SCP", code=0)
+    coded_project(client, "SCP", code=0)
     state = xnat_emulator.state
     assert state is not None
     study = generate_study(tmp_path / "s", project="SCP", series=2, instances_per_series=5)
@@ -421,7 +384,7 @@ def test_store_received_file_groups_replaces_and_rejects(
 def test_c_store_round_trip_reaches_the_archive(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "CST", code=4)
+    coded_project(client, "CST", code=4)
     study = generate_study(tmp_path, project="CST", series=2, instances_per_series=3)
     ae = AE(ae_title="TESTSCU")
     for info in study.series.values():
@@ -447,49 +410,36 @@ def test_c_store_round_trip_reaches_the_archive(
 def test_fixed_prearchive_slot_and_routing_params(
     xnat_emulator: XNATEmulator, client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "SLOT", code=0)
+    coded_project(client, "SLOT", code=0)
     study = generate_study(tmp_path, project=None, routing="none", series=1, instances_per_series=2)
     slot = "/prearchive/projects/SLOT/20240101_000000000/MYSESSION"
     for path in study.files:
-        reply = client.post(
-            IMPORT,
-            params={"import-handler": "gradual-DICOM", "dest": slot, "SUBJECT_ID": "SUBJX"},
-            content=path.read_bytes(),
-            headers={"Content-Type": "application/dicom"},
+        reply = _post_dicom(
+            client,
+            path.read_bytes(),
+            {"import-handler": "gradual-DICOM", "dest": slot, "SUBJECT_ID": "SUBJX"},
         )
         assert _uris(reply) == ["/data" + slot]
     assert xnat_emulator.wait_idle(10)
     [row] = _prearc(client, "SLOT")
     assert (row["name"], row["subject"], row["status"]) == ("MYSESSION", "SUBJX", "READY")
-    unknown = client.post(
-        IMPORT,
-        params={"PROJECT_ID": "NOPE"},
-        content=study.files[0].read_bytes(),
-        headers={"Content-Type": "application/dicom"},
-    )
+    unknown = _post_dicom(client, study.files[0].read_bytes(), {"PROJECT_ID": "NOPE"})
     assert unknown.status_code == 404
     xnat_emulator.add_user("guest1", "pw")
     with httpx.Client(base_url=xnat_emulator.url, auth=("guest1", "pw")) as other:
         assert client.put("/data/projects/SLOT/accessibility/protected").status_code == 200
-        refused = other.post(
-            IMPORT,
-            params={"project": "SLOT"},
-            content=study.files[0].read_bytes(),
-            headers={"Content-Type": "application/dicom"},
-        )
+        refused = _post_dicom(other, study.files[0].read_bytes(), {"project": "SLOT"})
         assert refused.status_code == 403
 
 
 def test_archived_dicom_catalogs_carry_sop_instance_uids(
     client: httpx.Client, tmp_path: Path
 ) -> None:
-    _project(client, "UIDS", code=0)
+    coded_project(client, "UIDS", code=0)
     root = tmp_path / "u"
     study = generate_study(root, project="UIDS", series=2, instances_per_series=3)
     dest = {"dest": "/archive/projects/UIDS/subjects/S1/experiments/E1"}
-    reply = client.post(
-        IMPORT, params=dest, content=_zip(study, root), headers={"Content-Type": "application/zip"}
-    )
+    reply = _post_zip(client, _zip(study, root), dest)
     assert reply.status_code == 200
     [experiment] = _experiments(client, "UIDS")
     found: set[str] = set()
@@ -524,12 +474,11 @@ def test_sweeper_leaves_a_session_alone_while_its_zip_import_is_still_running(
             if index == 1:  # deflates to ~100 KB, takes a while to unpack
                 archive.writestr("padding.bin", bytes(96 * 1024 * 1024))
     with httpx.Client(base_url=emulator.url, auth=("admin", "admin"), timeout=60) as client:
-        _project(client, "SLOW", code=4)
-        reply = client.post(
-            IMPORT,
-            params={"dest": "/prearchive/projects/SLOW", "Ignore-Unparsable": "true"},
-            content=buf.getvalue(),
-            headers={"Content-Type": "application/zip"},
+        coded_project(client, "SLOW", code=4)
+        reply = _post_zip(
+            client,
+            buf.getvalue(),
+            {"dest": "/prearchive/projects/SLOW", "Ignore-Unparsable": "true"},
         )
         assert reply.status_code == 200, reply.text
         assert emulator.wait_idle(20)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.testing._support import logged_in, make_experiment
+from tests.testing._support import logged_in, make_experiment, wait_for, workflow_fields
 from xnat_prefect.testing import XNATEmulator
 
 
@@ -25,19 +24,7 @@ def _workflow(client: httpx.Client, pipeline: str = "DicomToNifti") -> dict[str,
         params={"experiment": "E1", "project": "P1", "format": "json"},
     )
     assert latest.status_code == 200, f"no workflow for {pipeline}"
-    wf_id = latest.json()["items"][0]["data_fields"]["wrk_workflowData_id"]
-    doc = client.get(f"/data/workflows/{wf_id}", params={"format": "json"}).json()
-    fields: dict[str, Any] = doc["items"][0]["data_fields"]
-    return fields
-
-
-def _wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+    return workflow_fields(client, latest.json()["items"][0]["data_fields"]["wrk_workflowData_id"])
 
 
 def _launch(client: httpx.Client, step: str = "DicomToNifti", exp: str = "E1") -> httpx.Response:
@@ -87,7 +74,7 @@ def test_launch_runs_to_complete(xnat_emulator: XNATEmulator) -> None:
         first = _workflow(admin)
         assert first["status"] in ("Queued", "Running") and first["ID"] == experiment
         assert first["externalID"] == "P1" and first["data_type"] == "xnat:mrSessionData"
-        _wait_for(lambda: _workflow(admin)["status"] == "Complete")
+        wait_for(lambda: _workflow(admin)["status"] == "Complete")
         assert _workflow(admin)["percentageComplete"] == "100.0"
 
 
@@ -96,7 +83,7 @@ def test_failed_outcome_sets_details(xnat_emulator: XNATEmulator) -> None:
         make_experiment(admin)
         _seed(xnat_emulator, outcome="Failed", run_seconds=0.1)
         _launch(admin)
-        _wait_for(lambda: _workflow(admin)["status"] == "Failed")
+        wait_for(lambda: _workflow(admin)["status"] == "Failed")
         assert "exited with status 1" in _workflow(admin)["details"]
 
 
@@ -107,8 +94,8 @@ def test_killed_and_hung_outcomes(xnat_emulator: XNATEmulator) -> None:
         _seed(xnat_emulator, name="Hanger", outcome="Hang", run_seconds=0.1)
         _launch(admin, "Killer")
         _launch(admin, "Hanger")
-        _wait_for(lambda: _workflow(admin, "Killer")["status"] == "Killed")
-        _wait_for(lambda: _workflow(admin, "Hanger")["status"] == "Running")
+        wait_for(lambda: _workflow(admin, "Killer")["status"] == "Killed")
+        wait_for(lambda: _workflow(admin, "Hanger")["status"] == "Running")
         assert xnat_emulator.wait_idle(timeout=2)  # a hung run is not pending work
         time.sleep(0.5)
         assert _workflow(admin, "Hanger")["status"] == "Running"
@@ -127,8 +114,7 @@ def test_completion_after_n_polls(xnat_emulator: XNATEmulator) -> None:
         wf_id = listed.json()["ResultSet"]["Result"][0]["wrk_workflowData_id"]
 
         def poll() -> str:
-            doc = admin.get(f"/data/workflows/{wf_id}", params={"format": "json"}).json()
-            return str(doc["items"][0]["data_fields"]["status"])
+            return str(workflow_fields(admin, wf_id)["status"])
 
         time.sleep(0.5)  # time alone does not finish it
         assert [poll(), poll(), poll(), poll()] == ["Running", "Running", "Complete", "Complete"]

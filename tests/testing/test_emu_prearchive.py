@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
+from tests.testing._support import IMPORT, import_zip
 from xnat_prefect.testing import XNATEmulator
 from xnat_prefect.testing.synthetic import generate_study
 
-IMPORT = "/data/services/import"
 COLUMNS = [
     "project",
     "timestamp",
@@ -37,12 +35,6 @@ COLUMNS = [
 ]
 
 
-@pytest.fixture
-def client(xnat_emulator: XNATEmulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=xnat_emulator.url, auth=("admin", "admin"), timeout=30) as c:
-        yield c
-
-
 def _ready_session(
     xnat_emulator: XNATEmulator,
     client: httpx.Client,
@@ -61,13 +53,7 @@ def _ready_session(
     study = generate_study(
         root, project=project, session=session, series=series, instances_per_series=2
     )
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for path in study.files:
-            archive.write(path, path.relative_to(root).as_posix())
-    reply = client.post(IMPORT, content=buf.getvalue(), headers={"Content-Type": "application/zip"})
-    assert reply.status_code == 200, reply.text
-    assert xnat_emulator.wait_idle(10)
+    import_zip(xnat_emulator, client, study.files, root)
     rows = client.get(f"/data/prearchive/projects/{project}").json()["ResultSet"]["Result"]
     [row] = [r for r in rows if r["name"] == session]
     assert row["status"] == "READY"

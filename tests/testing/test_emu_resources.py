@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import httpx
 import pytest
 
+from tests.testing._support import logged_in, result_rows
 from xnat_prefect.testing import XNATEmulator
 from xnat_prefect.testing.routes._cascade import resource_dir
 
@@ -28,17 +26,9 @@ RESOURCE_COLUMNS = [
 OCTET = {"Content-Type": "application/octet-stream"}
 
 
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=30) as client:
-        yield client
-
-
 def _seed(emu: XNATEmulator, project: str = "P1") -> tuple[str, str]:
     """Project, subject S1, session SESS1 with scans 1 (T1w) and 2 (T2 w/FLAIR), over HTTP."""
-    with _client(emu) as client:
+    with logged_in(emu, timeout=30) as client:
         assert client.put(f"/data/projects/{project}").status_code == 200
         subject = client.put(f"/data/projects/{project}/subjects/S1")
         assert subject.status_code == 201, subject.text
@@ -56,15 +46,9 @@ def _seed(emu: XNATEmulator, project: str = "P1") -> tuple[str, str]:
     return subject.text, session.text
 
 
-def _rows(reply: httpx.Response) -> list[dict[str, str]]:
-    assert reply.status_code == 200, reply.text
-    rows: list[dict[str, str]] = reply.json()["ResultSet"]["Result"]
-    return rows
-
-
 def _add_member(emu: XNATEmulator, login: str, group: str, project: str = "P1") -> None:
     emu.add_user(login, "pw")
-    with _client(emu) as client:
+    with logged_in(emu, timeout=30) as client:
         assert client.put(f"/data/projects/{project}/users/{group}/{login}").status_code == 200
 
 
@@ -72,7 +56,7 @@ def test_create_resource_sets_attributes_and_lists_fixed_columns(
     xnat_emulator: XNATEmulator,
 ) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         reply = client.put(
             "/data/projects/P1/resources/NOTES",
             params=[
@@ -100,7 +84,7 @@ def test_create_resource_sets_attributes_and_lists_fixed_columns(
 
 def test_creating_an_existing_resource_is_409(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert client.post("/data/experiments/XNAT_E00001/resources/QC").status_code == 200
         again = client.put("/data/experiments/XNAT_E00001/resources/QC")
         assert again.status_code == 409
@@ -109,7 +93,7 @@ def test_creating_an_existing_resource_is_409(xnat_emulator: XNATEmulator) -> No
 
 def test_resource_get_is_the_catalog_xml_whatever_the_format(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         url = "/data/experiments/XNAT_E00001/scans/1/resources/DICOM"
         assert (
             client.put(f"{url}/files/sub/a.dcm", content=b"abc", headers=OCTET).status_code == 200
@@ -160,21 +144,23 @@ def test_every_parent_form_creates_and_lists(
     xnat_emulator: XNATEmulator, create_url: str, list_url: str
 ) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert client.put(create_url).status_code == 200
-        assert [r["label"] for r in _rows(client.get(list_url))] == ["R"]
+        assert [r["label"] for r in result_rows(client.get(list_url))] == ["R"]
 
 
 def test_scan_resources_carry_scan_context_and_all_true(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         client.put("/data/experiments/XNAT_E00001/resources/SESSION_NOTES")
         client.put(
             "/data/experiments/XNAT_E00001/scans/2/resources/NIFTI", params={"format": "NIFTI"}
         )
-        plain = _rows(client.get("/data/experiments/XNAT_E00001/resources"))
+        plain = result_rows(client.get("/data/experiments/XNAT_E00001/resources"))
         assert [r["label"] for r in plain] == ["SESSION_NOTES"]
-        every = _rows(client.get("/data/experiments/XNAT_E00001/resources", params={"all": "true"}))
+        every = result_rows(
+            client.get("/data/experiments/XNAT_E00001/resources", params={"all": "true"})
+        )
         assert [r["label"] for r in every] == ["SESSION_NOTES", "NIFTI"]
         scan_row = every[1]
         assert scan_row["category"] == "scans" and scan_row["cat_id"] == "2"
@@ -183,24 +169,24 @@ def test_scan_resources_carry_scan_context_and_all_true(xnat_emulator: XNATEmula
             "/data/experiments/XNAT_E00001/resources",
             params={"all": "true", "category": "scans", "columns": "ID,URI,xsiType"},
         )
-        assert [list(r) for r in _rows(fixed)] == [RESOURCE_COLUMNS, RESOURCE_COLUMNS]
+        assert [list(r) for r in result_rows(fixed)] == [RESOURCE_COLUMNS, RESOURCE_COLUMNS]
         as_xml = client.get("/data/experiments/XNAT_E00001/resources", params={"format": "xml"})
         assert 'title="Resources"' in as_xml.text
 
 
 def test_resource_selector_by_numeric_id_and_comma_list(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         for label in ("A", "B", "C"):
             client.put(f"/data/projects/P1/resources/{label}")
         ids = {
             r["label"]: r["xnat_abstractresource_id"]
-            for r in _rows(client.get("/data/projects/P1/resources"))
+            for r in result_rows(client.get("/data/projects/P1/resources"))
         }
         by_id = ET.fromstring(client.get(f"/data/projects/P1/resources/{ids['B']}").text)
         assert by_id.get("ID") == "B"
         assert client.delete(f"/data/projects/P1/resources/A,{ids['C']}").status_code == 200
-        assert [r["label"] for r in _rows(client.get("/data/projects/P1/resources"))] == ["B"]
+        assert [r["label"] for r in result_rows(client.get("/data/projects/P1/resources"))] == ["B"]
 
 
 def test_delete_removes_files_and_missing_resources_are_a_silent_200(
@@ -209,11 +195,11 @@ def test_delete_removes_files_and_missing_resources_are_a_silent_200(
     _seed(xnat_emulator)
     state = xnat_emulator.state
     assert state is not None
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         url = "/data/experiments/XNAT_E00001/resources/RAW"
         assert client.put(f"{url}/files/x.bin", content=b"x" * 10, headers=OCTET).status_code == 200
         resource_id = int(
-            _rows(client.get("/data/experiments/XNAT_E00001/resources"))[0][
+            result_rows(client.get("/data/experiments/XNAT_E00001/resources"))[0][
                 "xnat_abstractresource_id"
             ]
         )
@@ -221,7 +207,7 @@ def test_delete_removes_files_and_missing_resources_are_a_silent_200(
         assert client.delete(url).status_code == 200
         assert not resource_dir(state, resource_id).exists()
         assert state.store.one("SELECT 1 FROM files WHERE resource_id=?", (resource_id,)) is None
-        assert _rows(client.get("/data/experiments/XNAT_E00001/resources")) == []
+        assert result_rows(client.get("/data/experiments/XNAT_E00001/resources")) == []
         assert client.delete(url).status_code == 200  # gone already: still 200
         assert client.delete("/data/projects/P1/resources/NEVER").status_code == 200
 
@@ -230,22 +216,23 @@ def test_members_may_create_but_not_delete(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     _add_member(xnat_emulator, "member1", "Members")
     _add_member(xnat_emulator, "collab1", "Collaborators")
-    with _client(xnat_emulator, "member1", "pw") as member:
+    with logged_in(xnat_emulator, "member1", "pw", timeout=30) as member:
         assert member.put("/data/projects/P1/subjects/S1/resources/M").status_code == 200
         assert member.delete("/data/projects/P1/subjects/S1/resources/M").status_code == 403
-    with _client(xnat_emulator, "collab1", "pw") as collaborator:
+    with logged_in(xnat_emulator, "collab1", "pw", timeout=30) as collaborator:
         assert collaborator.put("/data/projects/P1/resources/C").status_code == 403
         assert [
-            r["label"] for r in _rows(collaborator.get("/data/subjects/XNAT_S00001/resources"))
+            r["label"]
+            for r in result_rows(collaborator.get("/data/subjects/XNAT_S00001/resources"))
         ] == ["M"]
-    with _client(xnat_emulator) as owner:
+    with logged_in(xnat_emulator, timeout=30) as owner:
         assert owner.delete("/data/projects/P1/subjects/S1/resources/M").status_code == 200
 
 
 def test_private_data_is_404_for_outsiders(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
     xnat_emulator.add_user("stranger", "pw")
-    with _client(xnat_emulator, "stranger", "pw") as client:
+    with logged_in(xnat_emulator, "stranger", "pw", timeout=30) as client:
         assert client.get("/data/projects/P1/resources").status_code == 404
         assert client.get("/data/experiments/XNAT_E00001/resources").status_code == 404
         assert client.put("/data/experiments/XNAT_E00001/resources/X").status_code == 404
@@ -253,7 +240,7 @@ def test_private_data_is_404_for_outsiders(xnat_emulator: XNATEmulator) -> None:
 
 def test_unknown_parents_and_scans(xnat_emulator: XNATEmulator) -> None:
     _seed(xnat_emulator)
-    with _client(xnat_emulator) as client:
+    with logged_in(xnat_emulator, timeout=30) as client:
         assert client.get("/data/experiments/SESS1/resources").status_code == 404  # label: flat URL
         assert client.get("/data/experiments/XNAT_E00001/scans/9/resources").status_code == 404
         write = client.put("/data/experiments/XNAT_E00001/scans/ALL/resources/X")

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 
+from tests.testing._support import logged_in
 from xnat_prefect.testing import XNATEmulator
 from xnat_prefect.testing.routes import workflows
 
 
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=10) as client:
-        yield client
-
-
 def test_site_config_map_and_single_values(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator) as admin:
         config = admin.get("/xapi/siteConfig").json()
         assert config["siteId"] == "XNAT" and config["siteUrl"] == xnat_emulator.url
         assert config["sessionXmlRebuilderInterval"] == 5 and config["checksums"] is True
@@ -37,7 +28,7 @@ def test_site_config_map_and_single_values(xnat_emulator: XNATEmulator) -> None:
 
 def test_site_config_writes_are_admin_only_and_typed(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         assert bob.post("/xapi/siteConfig", json={"checksums": False}).status_code == 403
         assert bob.post("/xapi/siteConfig/checksums", content="false").status_code == 403
         reply = admin.post("/xapi/siteConfig", json={"checksums": False, "adminEmail": "a@b.c"})
@@ -59,7 +50,7 @@ def test_open_site_config_urls(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_plugins_follow_the_container_service_switch(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator) as admin:
         plugins = admin.get("/xapi/plugins").json()
         assert plugins["containers"]["id"] == "containers"
         assert admin.get("/xapi/plugins/containers").json()["version"]
@@ -75,7 +66,7 @@ def test_plugins_follow_the_container_service_switch(xnat_emulator: XNATEmulator
 
 def test_site_anonymization_script(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         default = admin.get("/xapi/anonymize/default").text
         assert "(0010,0010)" in default
         assert admin.get("/xapi/anonymize/site/enabled").json() is False  # emulator default
@@ -96,7 +87,7 @@ def test_site_anonymization_script(xnat_emulator: XNATEmulator) -> None:
 
 def test_project_anonymization_script(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         admin.put("/data/projects/P1")
         admin.put("/data/projects/P1/users/member/bob")
         assert admin.get("/xapi/anonymize/projects/P1").status_code == 204
@@ -111,7 +102,7 @@ def test_project_anonymization_script(xnat_emulator: XNATEmulator) -> None:
 
 def test_audit_service_lists_item_history(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         admin.put("/data/projects/P1")
         admin.put("/data/projects/P1", params={"name": "Renamed"})
         events = admin.get("/data/services/audit/xnat:projectData/P1").json()["events"]
@@ -131,7 +122,7 @@ def test_audit_events_come_from_workflows_and_history(xnat_emulator: XNATEmulato
     xnat_emulator.add_user("bob", "pw")
     state = xnat_emulator.state
     assert state is not None
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         admin.put("/data/projects/P1")
         reply = admin.put(
             "/data/projects/P1/subjects/S1/experiments/E1", params={"xsiType": "xnat:mrSessionData"}
@@ -202,7 +193,7 @@ def test_audit_events_come_from_workflows_and_history(xnat_emulator: XNATEmulato
 
 def test_audit_of_users_uses_the_numeric_id(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         admin.put("/xapi/users/bob", json={"username": "bob", "firstName": "Robert"})
         bob_id = admin.get("/xapi/users/bob").json()["id"]
         admin_id = admin.get("/xapi/users/admin").json()["id"]

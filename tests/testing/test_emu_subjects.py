@@ -3,52 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import httpx
-
+from tests.testing._support import add_member, create_projects, h3, logged_in, result_rows
 from xnat_prefect.testing import XNATEmulator
 
 CUSTOM = "xnat:subjectData/fields/field[name={}]/field"
 GENDER_XPATH = "xnat:subjectData/demographics[@xsi:type=xnat:demographicData]/gender"
 
 
-@contextmanager
-def _client(
-    emu: XNATEmulator, user: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(user, password), timeout=10) as client:
-        yield client
-
-
-def _rows(reply: httpx.Response) -> list[dict[str, str]]:
-    assert reply.status_code == 200, reply.text
-    rows: list[dict[str, str]] = reply.json()["ResultSet"]["Result"]
-    return rows
-
-
-def _h3(reply: httpx.Response) -> str:
-    found = re.search(r"<h3>(.*)</h3>", reply.text)
-    assert found, reply.text
-    return found.group(1)
-
-
-def _projects(client: httpx.Client, *names: str) -> None:
-    for name in names:
-        assert client.put(f"/data/projects/{name}").status_code == 200
-
-
-def _add_member(
-    emu: XNATEmulator, client: httpx.Client, project: str, role: str = "member"
-) -> None:
-    emu.add_user("bob", "pw")
-    assert client.put(f"/data/projects/{project}/users/{role}/bob").status_code == 200
-
-
 def test_put_creates_with_201_and_id_then_updates_with_200(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         created = c.put("/data/projects/P1/subjects/S1")
         assert created.status_code == 201 and created.text == "XNAT_S00001"
         again = c.put("/data/projects/P1/subjects/S1", params={"gender": "female"})
@@ -58,8 +23,8 @@ def test_put_creates_with_201_and_id_then_updates_with_200(xnat_emulator: XNATEm
 
 
 def test_listing_default_columns_and_string_cells(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         c.put("/data/projects/P1/subjects/S1", params={"gender": "male", "yob": "1980"})
         reply = c.get("/data/projects/P1/subjects")
         body = reply.json()["ResultSet"]
@@ -72,19 +37,21 @@ def test_listing_default_columns_and_string_cells(xnat_emulator: XNATEmulator) -
 
 
 def test_listing_extra_columns_filters_and_formats(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         c.put("/data/projects/P1/subjects/S1", params={"gender": "male", "yob": "1980"})
         c.put("/data/projects/P1/subjects/S2", params={"gender": "female", "group": "ctl"})
-        rows = _rows(c.get("/data/projects/P1/subjects", params={"columns": "label,gender,yob"}))
+        rows = result_rows(
+            c.get("/data/projects/P1/subjects", params={"columns": "label,gender,yob"})
+        )
         assert [list(r) for r in rows] == [["label", "gender", "yob", "URI"]] * 2
         assert rows[0] == {"label": "S1", "gender": "male", "yob": "1980", "URI": rows[0]["URI"]}
         assert rows[1]["yob"] == ""
-        females = _rows(c.get("/data/projects/P1/subjects", params={"gender": "female"}))
+        females = result_rows(c.get("/data/projects/P1/subjects", params={"gender": "female"}))
         assert [r["label"] for r in females] == ["S2"]
-        xpath = _rows(c.get("/data/projects/P1/subjects", params={"columns": GENDER_XPATH}))
+        xpath = result_rows(c.get("/data/projects/P1/subjects", params={"columns": GENDER_XPATH}))
         assert [r[GENDER_XPATH] for r in xpath] == ["male", "female"]
-        liked = _rows(c.get("/data/projects/P1/subjects", params={"label": "S*"}))
+        liked = result_rows(c.get("/data/projects/P1/subjects", params={"label": "S*"}))
         assert len(liked) == 2
         csv = c.get("/data/projects/P1/subjects", params={"format": "csv", "columns": "label"})
         assert csv.text.splitlines() == [
@@ -97,8 +64,8 @@ def test_listing_extra_columns_filters_and_formats(xnat_emulator: XNATEmulator) 
 
 
 def test_paging_drops_total_records(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         for label in ("S1", "S2", "S3"):
             c.put(f"/data/projects/P1/subjects/{label}")
         body = c.get("/data/projects/P1/subjects", params={"limit": "1", "offset": "1"}).json()
@@ -109,8 +76,8 @@ def test_paging_drops_total_records(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_item_document_json_xml_and_html_default(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         params = {"gender": "male", "group": "ctl", CUSTOM.format("site"): "north"}
         c.put("/data/projects/P1/subjects/S1", params=params)
         doc = c.get("/data/projects/P1/subjects/S1", params={"format": "json"}).json()
@@ -131,12 +98,12 @@ def test_item_document_json_xml_and_html_default(xnat_emulator: XNATEmulator) ->
 
 
 def test_flat_urls_take_accession_ids_only(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         c.put("/data/projects/P1/subjects/S1")
         assert c.get("/data/subjects/XNAT_S00001", params={"format": "json"}).status_code == 200
         by_label = c.get("/data/subjects/S1", params={"format": "json"})
-        assert by_label.status_code == 404 and "accession ID" in _h3(by_label)
+        assert by_label.status_code == 404 and "accession ID" in h3(by_label)
         by_id = c.get("/data/projects/P1/subjects/XNAT_S00001", params={"format": "json"})
         assert by_id.status_code == 200
         assert c.get("/data/archive/projects/P1/subjects/S1?format=json").status_code == 200
@@ -147,8 +114,8 @@ def test_flat_urls_take_accession_ids_only(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_rename_returns_empty_200_and_conflicts_409(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         c.put("/data/projects/P1/subjects/S1", params={"gender": "male"})
         c.put("/data/projects/P1/subjects/S2")
         renamed = c.put("/data/projects/P1/subjects/S1", params={"label": "S9", "gender": "x"})
@@ -159,24 +126,24 @@ def test_rename_returns_empty_200_and_conflicts_409(xnat_emulator: XNATEmulator)
         kids = {k["field"]: k["items"] for k in doc["children"]}
         assert kids["demographics"][0]["data_fields"]["gender"] == "male"  # rest ignored
         clash = c.put("/data/projects/P1/subjects/S9", params={"label": "S2"})
-        assert clash.status_code == 409 and _h3(clash) == "Specified label is already in use."
+        assert clash.status_code == 409 and h3(clash) == "Specified label is already in use."
         bad = c.put("/data/projects/P1/subjects/S9", params={"label": "bad label"})
         assert bad.status_code == 417
 
 
 def test_put_on_missing_subject_silently_creates(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         typo = c.put("/data/projects/P1/subjects/SUBJ_TYPO", params={"gender": "female"})
         assert typo.status_code == 201 and typo.text.startswith("XNAT_S")
-        rows = _rows(c.get("/data/projects/P1/subjects", params={"columns": "label,gender"}))
+        rows = result_rows(c.get("/data/projects/P1/subjects", params={"columns": "label,gender"}))
         assert rows[0]["label"] == "SUBJ_TYPO" and rows[0]["gender"] == "female"
         assert c.put("/data/projects/P1/subjects/a%20b").status_code == 417
 
 
 def test_xpaths_custom_variables_and_immutable_fields(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1", "P2")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1", "P2")
         c.put("/data/projects/P1/subjects/S1")
         params = {
             GENDER_XPATH: "female",
@@ -186,16 +153,16 @@ def test_xpaths_custom_variables_and_immutable_fields(xnat_emulator: XNATEmulato
             "xsiType": "xnat:subjectData",
         }
         assert c.put("/data/subjects/XNAT_S00001", params=params).status_code == 200
-        rows = _rows(c.get("/data/projects/P1/subjects", params={"columns": "gender,group"}))
+        rows = result_rows(c.get("/data/projects/P1/subjects", params={"columns": "gender,group"}))
         assert (rows[0]["gender"], rows[0]["group"]) == ("female", "patients")
         doc = c.get("/data/subjects/XNAT_S00001?format=json").json()["items"][0]
         fields = next(k for k in doc["children"] if k["field"] == "fields/field")["items"]
         assert fields[0]["data_fields"] == {"name": "visit", "field": "v1"}
         moved = c.put("/data/projects/P1/subjects/S1", params={"xnat:subjectData/project": "P2"})
         assert moved.status_code == 409
-        assert "separate URI" in _h3(moved)
+        assert "separate URI" in h3(moved)
         new_id = c.put("/data/projects/P1/subjects/S1", params={"xnat:subjectData/ID": "X"})
-        assert new_id.status_code == 400 and _h3(new_id) == "ID cannot be modified"
+        assert new_id.status_code == 400 and h3(new_id) == "ID cannot be modified"
         wrong = c.put("/data/projects/P1/subjects/S1", params={"xsiType": "xnat:mrSessionData"})
         assert wrong.status_code == 400
 
@@ -207,61 +174,61 @@ def test_xml_body_creates_subject(xnat_emulator: XNATEmulator) -> None:
         '</xnat:demographics><xnat:fields><xnat:field name="k">v</xnat:field></xnat:fields>'
         "</xnat:Subject>"
     )
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         headers = {"content-type": "text/xml"}
         assert (
             c.put("/data/projects/P1/subjects/SX", content=body, headers=headers).status_code == 201
         )
-        rows = _rows(c.get("/data/projects/P1/subjects", params={"columns": "group,gender"}))
+        rows = result_rows(c.get("/data/projects/P1/subjects", params={"columns": "group,gender"}))
         assert (rows[0]["group"], rows[0]["gender"]) == ("g1", "male")
         broken = c.put("/data/projects/P1/subjects/SY", content="<oops", headers=headers)
         assert broken.status_code == 422
 
 
 def test_post_to_collection_returns_url_and_409_for_duplicates(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         made = c.post("/data/projects/P1/subjects", params={"label": "S5", "gender": "male"})
         assert made.status_code == 200
         assert made.text == f"{xnat_emulator.url}/data/projects/P1/subjects/XNAT_S00001"
         assert made.headers["location"] == made.text
         dup = c.post("/data/projects/P1/subjects", params={"label": "S5"})
-        assert dup.status_code == 409 and _h3(dup) == "Subject already exists."
+        assert dup.status_code == 409 and h3(dup) == "Subject already exists."
 
 
 def test_status_and_projects_subpaths(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1", "P2")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1", "P2")
         c.put("/data/projects/P1/subjects/S1")
         status = c.get("/data/projects/P1/subjects/S1/status")
         assert status.status_code == 200 and status.text == "active"
         c.put("/data/subjects/XNAT_S00001/projects/P2")
-        rows = _rows(c.get("/data/subjects/XNAT_S00001/projects", params={"format": "json"}))
+        rows = result_rows(c.get("/data/subjects/XNAT_S00001/projects", params={"format": "json"}))
         assert next(list(r) for r in rows) == ["label", "ID", "Secondary_ID", "Name"]
         assert [(r["ID"], r["label"]) for r in rows] == [("P1", "S1"), ("P2", "XNAT_S00001")]
-        assert _rows(c.get("/data/projects/P1/subjects/S1/projects"))[0]["Name"] == "P1"
+        assert result_rows(c.get("/data/projects/P1/subjects/S1/projects"))[0]["Name"] == "P1"
 
 
 def test_site_listing_shows_only_readable_subjects(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1", "P2")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1", "P2")
         c.put("/data/projects/P1/subjects/S1")
         c.put("/data/projects/P2/subjects/S2")
-        _add_member(xnat_emulator, c, "P1")
-        assert len(_rows(c.get("/data/subjects"))) == 2
-    with _client(xnat_emulator, "bob", "pw") as bob:
-        assert [r["label"] for r in _rows(bob.get("/data/subjects"))] == ["S1"]
+        add_member(xnat_emulator, c, "P1")
+        assert len(result_rows(c.get("/data/subjects"))) == 2
+    with logged_in(xnat_emulator, "bob", "pw") as bob:
+        assert [r["label"] for r in result_rows(bob.get("/data/subjects"))] == ["S1"]
 
 
 def test_permissions_private_404_member_delete_403(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1", "PRIV", "PROT")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1", "PRIV", "PROT")
         assert c.put("/data/projects/PROT/accessibility/protected").status_code == 200
         c.put("/data/projects/P1/subjects/S1")
         c.put("/data/projects/PRIV/subjects/HIDDEN")
-        _add_member(xnat_emulator, c, "P1")
-    with _client(xnat_emulator, "bob", "pw") as bob:
+        add_member(xnat_emulator, c, "P1")
+    with logged_in(xnat_emulator, "bob", "pw") as bob:
         assert bob.get("/data/projects/PRIV/subjects").status_code == 404
         assert bob.get("/data/subjects/XNAT_S00002?format=json").status_code == 404
         assert bob.delete("/data/subjects/XNAT_S00002").status_code == 404
@@ -276,8 +243,8 @@ def test_permissions_private_404_member_delete_403(xnat_emulator: XNATEmulator) 
 
 
 def test_delete_from_owner_cascades_to_experiments(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1")
         c.put("/data/projects/P1/subjects/S1")
         exp = c.put(
             "/data/projects/P1/subjects/S1/experiments/E1", params={"xsiType": "xnat:mrSessionData"}
@@ -286,7 +253,7 @@ def test_delete_from_owner_cascades_to_experiments(xnat_emulator: XNATEmulator) 
         assert gone.status_code == 200 and gone.text == ""
         assert c.get("/data/projects/P1/subjects/S1?format=json").status_code == 404
         assert c.get(f"/data/experiments/{exp}?format=json").status_code == 404
-        assert _rows(c.get("/data/projects/P1/subjects")) == []
+        assert result_rows(c.get("/data/projects/P1/subjects")) == []
         c.put("/data/projects/P1/subjects/S2")
         assert c.delete("/data/subjects/XNAT_S00002").status_code == 200
         assert c.delete("/data/subjects/XNAT_S00002").status_code == 404
@@ -297,19 +264,19 @@ def test_delete_from_owner_cascades_to_experiments(xnat_emulator: XNATEmulator) 
 
 
 def test_sharing_codes_labels_and_listing(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1", "P2")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1", "P2")
         c.put("/data/projects/P1/subjects/S1")
         c.put("/data/projects/P2/subjects/TAKEN")
         clash = c.put("/data/subjects/XNAT_S00001/projects/P2", params={"label": "TAKEN"})
-        assert clash.status_code == 409 and _h3(clash) == "Label already in use:TAKEN"
+        assert clash.status_code == 409 and h3(clash) == "Label already in use:TAKEN"
         shared = c.put("/data/subjects/XNAT_S00001/projects/P2", params={"label": "SH1"})
         assert shared.status_code == 200
         assert shared.headers["content-type"].startswith("text/html")
         again = c.put("/data/subjects/XNAT_S00001/projects/P2")
-        assert again.status_code == 409 and _h3(again) == "Already assigned to project:P2"
+        assert again.status_code == 409 and h3(again) == "Already assigned to project:P2"
         assert c.put("/data/subjects/XNAT_S00001/projects/P1").status_code == 409
-        rows = _rows(c.get("/data/projects/P2/subjects"))
+        rows = result_rows(c.get("/data/projects/P2/subjects"))
         assert {(r["label"], r["project"]) for r in rows} == {("SH1", "P1"), ("TAKEN", "P2")}
         doc = c.get("/data/projects/P2/subjects/SH1", params={"format": "json"}).json()
         assert doc["items"][0]["data_fields"]["label"] == "S1"
@@ -326,16 +293,16 @@ def test_sharing_codes_labels_and_listing(xnat_emulator: XNATEmulator) -> None:
 
 
 def test_unsharing_and_deleting_through_the_primary(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1", "P2", "P3")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1", "P2", "P3")
         c.put("/data/projects/P1/subjects/S1")
         c.put("/data/subjects/XNAT_S00001/projects/P2", params={"label": "SH"})
         never = c.delete("/data/subjects/XNAT_S00001/projects/P3")
         assert never.status_code == 403
-        assert _h3(never) == "Subject is not assigned to specified project"
+        assert h3(never) == "Subject is not assigned to specified project"
         unshared = c.delete("/data/projects/P2/subjects/SH")
         assert unshared.status_code == 200
-        assert _rows(c.get("/data/projects/P2/subjects")) == []
+        assert result_rows(c.get("/data/projects/P2/subjects")) == []
         assert c.get("/data/subjects/XNAT_S00001?format=json").status_code == 200
         c.put("/data/subjects/XNAT_S00001/projects/P2")
         assert c.delete("/data/subjects/XNAT_S00001/projects/P2").status_code == 200
@@ -344,27 +311,27 @@ def test_unsharing_and_deleting_through_the_primary(xnat_emulator: XNATEmulator)
 
 
 def test_primary_true_moves_ownership(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1", "P2")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1", "P2")
         c.put("/data/projects/P1/subjects/S1")
         moved = c.put(
             "/data/subjects/XNAT_S00001/projects/P2", params={"primary": "true", "label": "M1"}
         )
         assert moved.status_code == 200
-        rows = _rows(c.get("/data/projects/P2/subjects"))
+        rows = result_rows(c.get("/data/projects/P2/subjects"))
         assert [(r["label"], r["project"]) for r in rows] == [("M1", "P2")]
-        assert _rows(c.get("/data/projects/P1/subjects")) == []
+        assert result_rows(c.get("/data/projects/P1/subjects")) == []
 
 
 def test_sharing_permissions_and_flat_label(xnat_emulator: XNATEmulator) -> None:
-    with _client(xnat_emulator) as c:
-        _projects(c, "P1", "P2")
+    with logged_in(xnat_emulator) as c:
+        create_projects(c, "P1", "P2")
         c.put("/data/projects/P1/subjects/S1")
-        _add_member(xnat_emulator, c, "P1")
+        add_member(xnat_emulator, c, "P1")
         c.put("/data/projects/P2/users/collaborator/bob")
         flat_label = c.put("/data/subjects/S1/projects/P2")
         assert flat_label.status_code == 403
-    with _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator, "bob", "pw") as bob:
         assert bob.put("/data/subjects/XNAT_S00001/projects/P2").status_code == 403
         assert (
             bob.put(

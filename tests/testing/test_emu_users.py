@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import httpx
 
+from tests.testing._support import logged_in
 from xnat_prefect.testing import XNATEmulator
-
-
-@contextmanager
-def _client(
-    emu: XNATEmulator, login: str = "admin", password: str = "admin"
-) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.url, auth=(login, password), timeout=10) as client:
-        yield client
 
 
 def test_data_users_lists_enabled_users_for_admins_only(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw", firstname="Bob", lastname="Builder")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         table = admin.get("/data/users").json()["ResultSet"]
         assert table["totalRecords"] == "2"
         rows = {r["login"]: r for r in table["Result"]}
@@ -36,7 +26,7 @@ def test_data_users_lists_enabled_users_for_admins_only(xnat_emulator: XNATEmula
 
 def test_user_objects_and_access_levels(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         assert admin.get("/xapi/users").json() == ["admin", "bob"]
         profiles = admin.get("/xapi/users/profiles").json()
         assert [p["username"] for p in profiles] == ["admin", "bob"]
@@ -57,12 +47,12 @@ def test_create_update_and_disable_a_user(xnat_emulator: XNATEmulator) -> None:
         "lastName": "Danvers",
         "email": "carol@example.org",
     }
-    with _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator) as admin:
         created = admin.post("/xapi/users", json=new)
         assert created.status_code == 201 and created.json()["username"] == "carol"
         assert admin.post("/xapi/users", json=new).status_code == 409
         assert admin.post("/xapi/users", json={"username": "x y"}).status_code == 400
-        with _client(xnat_emulator, "carol", "s3cret") as carol:
+        with logged_in(xnat_emulator, "carol", "s3cret") as carol:
             assert carol.get("/data/auth").status_code == 200
             assert carol.post("/xapi/users", json={**new, "username": "dave"}).status_code == 403
         updated = admin.put("/xapi/users/carol", json={"lastName": "Marvel"})
@@ -71,16 +61,16 @@ def test_create_update_and_disable_a_user(xnat_emulator: XNATEmulator) -> None:
         assert admin.put("/xapi/users/carol", json={"username": "other"}).status_code == 400
         assert admin.put("/xapi/users/carol/enabled/false").status_code == 200
         assert admin.get("/xapi/users/carol/enabled").json() is False
-        with _client(xnat_emulator, "carol", "s3cret") as carol:
+        with logged_in(xnat_emulator, "carol", "s3cret") as carol:
             assert carol.get("/data/auth").status_code == 401
         admin.put("/xapi/users/carol/enabled/true")
-        with _client(xnat_emulator, "carol", "s3cret") as carol:
+        with logged_in(xnat_emulator, "carol", "s3cret") as carol:
             assert carol.get("/data/auth").status_code == 200
 
 
 def test_roles_toggle_administrator_rights(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         assert bob.get("/xapi/users/bob/roles").json() == []
         assert bob.get("/xapi/users/active").status_code == 403
         assert bob.put("/xapi/users/bob/roles/Administrator").status_code == 403
@@ -101,7 +91,7 @@ def test_roles_toggle_administrator_rights(xnat_emulator: XNATEmulator) -> None:
 def test_groups_map_to_project_membership(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("bob", "pw")
     xnat_emulator.add_user("olive", "pw")
-    with _client(xnat_emulator) as admin, _client(xnat_emulator, "bob", "pw") as bob:
+    with logged_in(xnat_emulator) as admin, logged_in(xnat_emulator, "bob", "pw") as bob:
         assert admin.put("/data/projects/P1").status_code == 200
         assert bob.get("/data/projects/P1", params={"format": "json"}).status_code == 404
         assert bob.put("/xapi/users/bob/groups/P1_owner").status_code == 403
@@ -123,7 +113,7 @@ def test_groups_map_to_project_membership(xnat_emulator: XNATEmulator) -> None:
 def test_owners_manage_their_project_groups(xnat_emulator: XNATEmulator) -> None:
     xnat_emulator.add_user("owen", "pw")
     xnat_emulator.add_user("bob", "pw")
-    with _client(xnat_emulator, "owen", "pw") as owen, _client(xnat_emulator) as admin:
+    with logged_in(xnat_emulator, "owen", "pw") as owen, logged_in(xnat_emulator) as admin:
         assert owen.put("/data/projects/OWN").status_code == 200
         admin.put("/data/projects/OTHER")
         assert owen.put("/xapi/users/bob/groups/OWN_member").status_code == 200
@@ -135,7 +125,7 @@ def test_active_sessions_can_be_listed_and_killed(xnat_emulator: XNATEmulator) -
     xnat_emulator.add_user("bob", "pw")
     with (
         httpx.Client(base_url=xnat_emulator.url, timeout=10) as bob,
-        _client(xnat_emulator) as admin,
+        logged_in(xnat_emulator) as admin,
     ):
         assert admin.get("/xapi/users/active/bob").status_code == 304
         session_id = bob.post("/data/JSESSION", auth=("bob", "pw")).text

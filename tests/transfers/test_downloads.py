@@ -89,19 +89,29 @@ def _bytes_out(emulator: XNATEmulator) -> int:
     return sum(v for k, v in emulator.metrics()["bytes_out"].items() if FILES in k)
 
 
-def _interrupted(
-    client: XNATClient, emulator: XNATEmulator, archived: Archived, out: Path
-) -> tuple[Path, int]:
-    """A run in which one file's transfer always breaks off: returns it and its .part size.
+@dataclass
+class Interrupted:
+    out: Path
+    final: Path  # the file whose transfer broke off (not written)
+    partial: int  # the size of its .part
 
-    Every attempt (one per pass, no per-request retries) adds CUT bytes to the .part.
+
+@pytest.fixture
+def interrupted(
+    client: XNATClient, xnat_emulator: XNATEmulator, archived: Archived, tmp_path: Path
+) -> Interrupted:
+    """A run into ``tmp_path/out`` in which one file's transfer always breaks off.
+
+    Every attempt (one per pass, no per-request retries) adds CUT bytes to the .part. The
+    emulator's metrics are reset after the run.
     """
+    out = tmp_path / "out"
     name = sorted(archived.digests)[0]
-    emulator.set_options(honor_range=True)  # resume needs 206 (real XNAT sends the whole file)
-    emulator.add_fault(rf"GET .*/files/{name}", "truncate", truncate_at=CUT)
+    xnat_emulator.set_options(honor_range=True)  # resume needs 206 (real XNAT sends the whole file)
+    xnat_emulator.add_fault(rf"GET .*/files/{name}", "truncate", truncate_at=CUT)
     service = DownloadService(client, max_retries=0, backoff_base=0.001, scan_zips=False)
     first = service.download_session("SESS1", out, project="P1", parallel=False)
-    emulator.clear_faults()
+    xnat_emulator.clear_faults()
     assert first.failed == 1 and first.downloaded == 6  # 5 DICOM + the report
     [(failed_path, reason)] = first.errors
     assert "connection failed" in reason
@@ -110,7 +120,8 @@ def _interrupted(
     assert final.name == name and not final.exists()
     size = part.stat().st_size
     assert size == 2 * CUT < archived.sizes[name]  # two passes, each resumed where it stopped
-    return final, size
+    xnat_emulator.reset_metrics()
+    return Interrupted(out, final, size)
 
 
 def test_download_session_layout_checksums_and_filters(
@@ -198,14 +209,11 @@ def test_a_dropped_transfer_resumes_with_range_in_the_same_call(
 
 def test_resume_after_an_interrupted_run_sends_only_the_remaining_bytes(
     xnat_emulator: XNATEmulator,
-    client: XNATClient,
     downloads: DownloadService,
     archived: Archived,
-    tmp_path: Path,
+    interrupted: Interrupted,
 ) -> None:
-    out = tmp_path / "out"
-    final, partial = _interrupted(client, xnat_emulator, archived, out)
-    xnat_emulator.reset_metrics()
+    out, final, partial = interrupted.out, interrupted.final, interrupted.partial
     resumed = downloads.download_session("SESS1", out, project="P1", resume=True, verify=True)
     assert resumed.success and resumed.verified
     assert (resumed.downloaded, resumed.skipped) == (1, 6)
@@ -215,14 +223,11 @@ def test_resume_after_an_interrupted_run_sends_only_the_remaining_bytes(
 
 def test_without_resume_a_partial_file_is_restarted(
     xnat_emulator: XNATEmulator,
-    client: XNATClient,
     downloads: DownloadService,
     archived: Archived,
-    tmp_path: Path,
+    interrupted: Interrupted,
 ) -> None:
-    out = tmp_path / "out"
-    final, _ = _interrupted(client, xnat_emulator, archived, out)
-    xnat_emulator.reset_metrics()
+    out, final = interrupted.out, interrupted.final
     again = downloads.download_session("SESS1", out, project="P1", resume=False)
     assert again.success and again.downloaded == 1
     assert _bytes_out(xnat_emulator) == archived.sizes[final.name]
@@ -230,14 +235,11 @@ def test_without_resume_a_partial_file_is_restarted(
 
 def test_a_server_ignoring_range_makes_the_file_restart(
     xnat_emulator: XNATEmulator,
-    client: XNATClient,
     downloads: DownloadService,
     archived: Archived,
-    tmp_path: Path,
+    interrupted: Interrupted,
 ) -> None:
-    out = tmp_path / "out"
-    final, _ = _interrupted(client, xnat_emulator, archived, out)
-    xnat_emulator.reset_metrics()
+    out, final = interrupted.out, interrupted.final
     xnat_emulator.add_fault(DCM_ROUTE, "ignore_range")
     resumed = downloads.download_session("SESS1", out, project="P1", resume=True, verify=True)
     assert resumed.success and resumed.verified and resumed.downloaded == 1

@@ -3,7 +3,9 @@
 Like XNAT's receiver (AE title ``XNAT``) it answers C-ECHO and C-STORE for every storage SOP
 class in every transfer syntax pydicom knows, stores each dataset exactly as received (no
 decompression) as a Part-10 file, and rejects associations whose called AE title is not its
-own. Each stored file is handed to ``on_stored``, which takes ownership of it.
+own. Each stored file is handed to ``on_stored``, which takes ownership of it. An optional
+:class:`DicomFaultPolicy` (the emulator's is :class:`~xnat_prefect.testing.scp_faults.DicomFaults`)
+may delay replies, reject associations, abort them or fail C-STOREs.
 
 Example:
     >>> def on_stored(path: Path, context: StoreContext) -> None:
@@ -19,11 +21,12 @@ import socket
 import socketserver
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
@@ -32,7 +35,14 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-__all__ = ["STATUS_CANNOT_UNDERSTAND", "STATUS_SUCCESS", "DicomReceiver", "StoreContext"]
+__all__ = [
+    "STATUS_CANNOT_UNDERSTAND",
+    "STATUS_SUCCESS",
+    "DicomFaultPolicy",
+    "DicomReceiver",
+    "StoreContext",
+    "StoreVerdict",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -65,6 +75,60 @@ class StoreContext:
     transfer_syntax_uid: str
 
 
+@dataclass(frozen=True)
+class StoreVerdict:
+    """What a :class:`DicomFaultPolicy` decided for one C-STORE request.
+
+    Attributes:
+        abort: Abort the association (A-ABORT) instead of answering; nothing is stored.
+        status: Status to answer instead of success (None: the normal outcome).
+        comment: Error Comment sent with ``status``.
+        store: With ``status``: store the dataset anyway (a warning status).
+    """
+
+    abort: bool = False
+    status: int | None = None
+    comment: str = ""
+    store: bool = False
+
+
+class DicomFaultPolicy(Protocol):
+    """Decides the injected faults of a :class:`DicomReceiver` (called in association threads).
+
+    Implementations sleep themselves to delay a reply.
+    """
+
+    def on_associate(self, calling_ae: str, called_ae: str) -> tuple[int, int, int] | None:
+        """Called when an A-ASSOCIATE-RQ arrives.
+
+        Args:
+            calling_ae: The requestor's AE title.
+            called_ae: The AE title it addressed.
+
+        Returns:
+            ``(result, source, reason)`` to reject the association, None to go on.
+        """
+
+    def on_echo(self, calling_ae: str, called_ae: str) -> None:
+        """Called before a C-ECHO is answered.
+
+        Args:
+            calling_ae: The requestor's AE title.
+            called_ae: The AE title it addressed.
+        """
+
+    def on_store(self, context: StoreContext, earlier: int) -> StoreVerdict:
+        """Called before a C-STORE is stored and answered.
+
+        Args:
+            context: The request.
+            earlier: C-STORE requests this association sent before this one.
+
+        Returns:
+            The verdict.
+        """
+
+
 class DicomReceiver:
     """A non-blocking, thread-based C-ECHO/C-STORE receiver.
 
@@ -80,6 +144,7 @@ class DicomReceiver:
         max_pdu: Largest PDU the receiver accepts (0 = unlimited).
         max_associations: Concurrent associations allowed (more are rejected, transiently).
         network_timeout: Seconds an idle association stays open.
+        faults: Fault-injection policy (None: none).
 
     Example:
         >>> receiver = DicomReceiver(on_stored=handler, workspace=tmp_path).start()
@@ -100,6 +165,7 @@ class DicomReceiver:
         max_pdu: int = 0,
         max_associations: int = 64,
         network_timeout: float = 60.0,
+        faults: DicomFaultPolicy | None = None,
     ) -> None:
         self.ae_title = ae_title
         self.host = host
@@ -115,6 +181,8 @@ class DicomReceiver:
         self._lock = threading.Lock()
         self._stored = 0
         self._failed = 0
+        self._faults = faults
+        self._requests: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,8 +232,9 @@ class DicomReceiver:
         ae.add_supported_context(Verification, transfer_syntaxes)
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self._handle_store),
-            (evt.EVT_C_ECHO, _handle_echo),
+            (evt.EVT_C_ECHO, self._handle_echo),
             (evt.EVT_CONN_OPEN, _disable_nagle),
+            (evt.EVT_REQUESTED, self._handle_requested),
         ]
         server = ae.make_server(
             (self.host, self._requested_port),
@@ -226,6 +295,32 @@ class DicomReceiver:
 
     # ------------------------------------------------------------------ handlers
 
+    def _handle_requested(self, event: Any) -> None:
+        """A-ASSOCIATE-RQ received: let the fault policy delay or reject it."""
+        if self._faults is None:
+            return
+        assoc = event.assoc
+        primitive = assoc.requestor.primitive
+        rejection = self._faults.on_associate(
+            str(primitive.calling_ae_title).strip(), str(primitive.called_ae_title).strip()
+        )
+        if rejection is None:
+            return
+        LOG.info("DICOM receiver: fault injection rejects the association %s", rejection)
+        # pynetdicom skips its own negotiation once the EVT_REQUESTED handler rejected.
+        assoc.acse.send_reject(*rejection)
+        assoc.is_rejected = True
+        assoc.kill()
+
+    def _handle_echo(self, event: Any) -> int:
+        if self._faults is not None:
+            requestor = event.assoc.requestor
+            self._faults.on_echo(
+                str(requestor.ae_title).strip(),
+                str(requestor.primitive.called_ae_title).strip(),
+            )
+        return STATUS_SUCCESS
+
     def _handle_store(self, event: Any) -> Dataset | int:
         assoc = event.assoc
         request = event.request
@@ -238,6 +333,21 @@ class DicomReceiver:
             sop_instance_uid=str(request.AffectedSOPInstanceUID),
             transfer_syntax_uid=str(event.context.transfer_syntax),
         )
+        verdict = StoreVerdict()
+        if self._faults is not None:
+            with self._lock:
+                earlier = self._requests.get(assoc, 0)
+                self._requests[assoc] = earlier + 1
+            verdict = self._faults.on_store(context, earlier)
+            if verdict.abort:
+                LOG.info("DICOM receiver: fault injection aborts the association")
+                assoc.abort()  # non-blocking inside a handler: A-ABORT, no C-STORE-RSP
+                assoc.is_established = False
+                with self._lock:
+                    self._failed += 1
+                return STATUS_CANNOT_UNDERSTAND  # never sent: the association is gone
+            if verdict.status is not None and not verdict.store:
+                return self._failure(verdict.status, verdict.comment)
         name = uuid.uuid4().hex
         part = self.workspace / f".{name}.part"
         path = self.workspace / f"{name}.dcm"
@@ -263,19 +373,22 @@ class DicomReceiver:
             return self._failure(STATUS_CANNOT_UNDERSTAND, str(exc) or type(exc).__name__)
         with self._lock:
             self._stored += 1
+        if verdict.status is not None:  # a warning: stored, and the status says so
+            return _status(verdict.status, verdict.comment)
         return STATUS_SUCCESS
 
     def _failure(self, status: int, comment: str) -> Dataset:
         with self._lock:
             self._failed += 1
-        ds = Dataset()
-        ds.Status = status
+        return _status(status, comment)
+
+
+def _status(status: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    if comment:
         ds.ErrorComment = comment.replace("\\", "/")[:_ERROR_COMMENT_MAX]
-        return ds
-
-
-def _handle_echo(event: Any) -> int:
-    return STATUS_SUCCESS
+    return ds
 
 
 def _disable_nagle(event: Any) -> None:

@@ -207,6 +207,7 @@ class XNATEmulator:
     def _start_receiver(self, state: EmulatorState) -> None:
         from xnat_prefect.testing.routes.imports import store_received_file
         from xnat_prefect.testing.scp import DicomReceiver
+        from xnat_prefect.testing.scp_faults import DicomFaults
 
         workspace = state.store.tmp_dir / "scp"
         workspace.mkdir(parents=True, exist_ok=True)
@@ -220,6 +221,7 @@ class XNATEmulator:
             port=self.config.dicom_port,
             on_stored=on_stored,
             workspace=workspace,
+            faults=DicomFaults(state.faults, state.metrics),
         )
         self._receiver.start()
         state.dicom_port = int(self._receiver.port)
@@ -340,13 +342,24 @@ class XNATEmulator:
     def add_fault(self, route: str, kind: FaultKind, **options: Any) -> FaultRule:
         """Inject a fault (see :mod:`xnat_prefect.testing.faults`).
 
+        HTTP kinds match ``"METHOD /path"``; the ``dicom_*`` kinds match the DICOM receiver's
+        targets (``"ASSOCIATE calling called"``, ``"C-ECHO …"``, ``"C-STORE calling called
+        sop_class sop_instance"``; see :mod:`xnat_prefect.testing.scp_faults`).
+
         Args:
-            route: Regex searched in ``"METHOD /path"``.
+            route: Regex searched in the target.
             kind: Fault kind.
-            **options: Other :class:`FaultRule` fields (rate, times, status, body, …).
+            **options: Other :class:`FaultRule` fields (rate, times, status, body,
+                latency_ms, reject, reject_source, reject_reason, store_status, after_stores…).
 
         Returns:
             The active rule.
+
+        Raises:
+            ValueError: An unknown kind, a bad option value or an invalid regex.
+
+        Example:
+            >>> xnat.add_fault(r"^C-STORE ", "dicom_status", store_status=0xA700, times=1)
         """
         return self._live.faults.add(FaultRule(route=route, kind=kind, **options))
 

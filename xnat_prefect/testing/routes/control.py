@@ -62,11 +62,16 @@ def list_faults(req: EmuRequest) -> Response:
 
 @route("POST", "/emulator/faults", auth=False)
 def add_fault(req: EmuRequest) -> Response:
-    """``POST /emulator/faults`` with a JSON rule (route, kind, rate, times, status…)."""
+    """``POST /emulator/faults`` with a JSON rule (route, kind, rate, times, status…).
+
+    ``store_status`` (``dicom_status`` rules) may be a number or a string such as ``"0xA700"``.
+    """
     body = _body(req)
-    if "latency_ms" in body:
-        body["latency_ms"] = tuple(body["latency_ms"])
     try:
+        if "latency_ms" in body:
+            body["latency_ms"] = tuple(body["latency_ms"])
+        if isinstance(body.get("store_status"), str):
+            body["store_status"] = int(body["store_status"], 0)
         rule = req.state.faults.add(FaultRule(**body))
     except (TypeError, ValueError) as exc:
         raise HTTPError(400, f"Bad fault rule: {exc}") from exc
