@@ -124,7 +124,8 @@ def test_faults_and_timing_through_the_http_control_api(xnat_emulator: XNATEmula
 
 
 def test_metrics_track_peak_concurrency(xnat_emulator: XNATEmulator) -> None:
-    xnat_emulator.add_fault("GET /data/projects$", "latency", latency_ms=(300, 300))
+    # 1.5 s per request: the five overlap even when a loaded machine starts them unevenly
+    xnat_emulator.add_fault("GET /data/projects$", "latency", latency_ms=(1500, 1500))
     xnat_emulator.reset_metrics()
     barrier = threading.Barrier(5)
 
