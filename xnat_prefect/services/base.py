@@ -21,7 +21,7 @@ parameter and the fix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from xnat_prefect.client import XNATClient
@@ -41,6 +41,7 @@ from xnat_prefect.services._validation import (
 __all__ = [
     "VALID_LABEL",
     "BaseService",
+    "ItemKind",
     "SessionRef",
     "apply_limit",
     "check_choice",
@@ -49,9 +50,15 @@ __all__ = [
     "check_ref",
     "columns_param",
     "label_hint",
+    "missing_item",
     "not_found",
     "segment",
 ]
+
+
+#: The items addressed by label in a project or by accession ID alone.
+ItemKind = Literal["subject", "session"]
+_EXAMPLE_IDS: dict[str, str] = {"subject": "XNAT_S00001", "session": "XNAT_E00001"}
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,32 @@ class BaseService:
             raise not_found(message, exc) from exc
         return parse_item_document(payload)
 
+    def get_ref_fields(
+        self, kind: ItemKind, ref: str, project: str | None, *, name: str | None = None
+    ) -> dict[str, Any]:
+        """GET a subject or session document by its label in a project, or by accession ID.
+
+        Args:
+            kind: ``subject`` or ``session``.
+            ref: Label (with ``project``) or accession ID.
+            project: Project ID, or None (a flat URL: accession IDs only).
+            name: Parameter name for errors (default ``subject_id`` / ``session_id``).
+
+        Returns:
+            The flattened item (see :meth:`get_item_fields`).
+
+        Raises:
+            ResourceNotFoundError: The item does not exist or is not visible (the message says
+                how labels and accession IDs are addressed).
+        """
+        name = name or f"{kind}_id"
+        if kind == "subject":
+            path = self.subject_path(ref, project, name)
+        else:
+            path = self.experiment_path(ref, project, name)
+        hint = label_hint(project, _EXAMPLE_IDS[kind])
+        return self.get_item_fields(path, what=_item_what(kind, ref, project), hint=hint)
+
     def resolve_session(self, session_id: str, project: str | None = None) -> SessionRef:
         """Resolve a session label or ID to its accession ID, project, subject and type.
 
@@ -202,11 +235,7 @@ class BaseService:
             client.get_result_set(f"{ref.data_path}/scans")
             ```
         """
-        fields = self.get_item_fields(
-            self.experiment_path(session_id, project),
-            what=_session_what(session_id, project),
-            hint=label_hint(project, "XNAT_E00001"),
-        )
+        fields = self.get_ref_fields("session", session_id, project)
         return SessionRef(
             id=str(fields.get("ID") or session_id),
             label=fields.get("label") or None,
@@ -278,10 +307,26 @@ def not_found(message: str, exc: ResourceNotFoundError) -> ResourceNotFoundError
     return ResourceNotFoundError(404, message, method=exc.method, path=exc.path)
 
 
-def _session_what(session_id: str, project: str | None) -> str:
-    if project is None:
-        return f"session {session_id!r}"
-    return f"session {session_id!r} in project {project!r}"
+def _item_what(kind: ItemKind, ref: str, project: str | None) -> str:
+    where = f" in project {project!r}" if project else ""
+    return f"{kind} {ref!r}{where}"
+
+
+def missing_item(kind: ItemKind, ref: str, project: str | None) -> str:
+    """The message for a subject or session that was not found.
+
+    Args:
+        kind: ``subject`` or ``session``.
+        ref: Label (with ``project``) or accession ID.
+        project: Project ID, or None.
+
+    Returns:
+        ``"session 'MR1' in project 'P1' was not found"``, plus how to address it without a
+        project.
+    """
+    return f"{_item_what(kind, ref, project)} was not found" + label_hint(
+        project, _EXAMPLE_IDS[kind]
+    )
 
 
 def label_hint(project: str | None, example: str) -> str:

@@ -25,7 +25,7 @@ from xnat_prefect.services.base import (
     check_choice,
     check_ref,
     columns_param,
-    label_hint,
+    missing_item,
     not_found,
     segment,
 )
@@ -98,8 +98,7 @@ class ScanService(BaseService):
         try:
             rows = self.client.get_result_set(f"{base}/scans", params)
         except ResourceNotFoundError as exc:
-            message = f"session {session_id!r} was not found" + label_hint(project, "XNAT_E00001")
-            raise not_found(message, exc) from exc
+            raise not_found(missing_item("session", session_id, project), exc) from exc
         return Scan.from_rows(rows)
 
     def _scan_fields(self, base: str, session_id: str, scan_id: str) -> Scan:

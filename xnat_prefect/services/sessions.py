@@ -34,7 +34,7 @@ from xnat_prefect.services.base import (
     check_new_label,
     check_ref,
     columns_param,
-    label_hint,
+    missing_item,
     not_found,
     segment,
 )
@@ -139,11 +139,7 @@ class SessionService(BaseService):
             is_type = isinstance(modality, str) and ":" in modality
             params["xsiType"] = _xsi_type(None, modality) if is_type else _xsi_type(modality, "")
         if subject is not None and project is None:
-            fields = self.get_item_fields(
-                self.subject_path(subject, None, "subject"),
-                what=f"subject {subject!r}",
-                hint=label_hint(None, "XNAT_S00001"),
-            )
+            fields = self.get_ref_fields("subject", subject, None, name="subject")
             project = str(fields.get("project") or "") or None
             if project is None:
                 raise UnexpectedResponseError(f"XNAT did not say which project owns {subject}")
@@ -173,13 +169,7 @@ class SessionService(BaseService):
             SessionService(client).get("SUB001_MR1", project="STUDY1").session_date
             ```
         """
-        where = f" in project {project!r}" if project else ""
-        fields = self.get_item_fields(
-            self.experiment_path(session_id, project),
-            what=f"session {session_id!r}{where}",
-            hint=label_hint(project, "XNAT_E00001"),
-        )
-        return Session.model_validate(fields)
+        return Session.model_validate(self.get_ref_fields("session", session_id, project))
 
     def create(
         self,
@@ -295,11 +285,7 @@ class SessionService(BaseService):
         try:
             self.client.delete(path, params={"removeFiles": "true" if remove_files else None})
         except ResourceNotFoundError as exc:
-            where = f" in project {project!r}" if project else ""
-            message = f"session {session_id!r}{where} was not found" + label_hint(
-                project, "XNAT_E00001"
-            )
-            raise not_found(message, exc) from exc
+            raise not_found(missing_item("session", session_id, project), exc) from exc
         logger.debug("Deleted session %s (remove_files=%s)", session_id, remove_files)
         return True
 

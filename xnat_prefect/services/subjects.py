@@ -39,7 +39,6 @@ from xnat_prefect.services.base import (
     check_new_label,
     check_ref,
     columns_param,
-    label_hint,
 )
 from xnat_prefect.services.sessions import SessionService
 
@@ -128,13 +127,7 @@ class SubjectService(BaseService):
             SubjectService(client).get("SUB001", project="STUDY1").yob
             ```
         """
-        where = f" in project {project!r}" if project else ""
-        fields = self.get_item_fields(
-            self.subject_path(subject_id, project),
-            what=f"subject {subject_id!r}{where}",
-            hint=label_hint(project, "XNAT_S00001"),
-        )
-        return Subject.model_validate(fields)
+        return Subject.model_validate(self.get_ref_fields("subject", subject_id, project))
 
     def _find(self, subject: str, project: str) -> Subject | None:
         try:

@@ -6,10 +6,53 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from xnat_prefect.testing.config import Timing
 from xnat_prefect.testing.server import XNATEmulator
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+#: ``serve`` options that set a :class:`Timing` field: field, parser, default, help.
+_TIMING_OPTIONS: tuple[tuple[str, Callable[[str], float], float | None, str], ...] = (
+    (
+        "rebuild_quiet_seconds",
+        float,
+        Timing.rebuild_quiet_seconds,
+        "quiet time before a received session is built (XNAT: 5 minutes)",
+    ),
+    (
+        "archive_delay_seconds",
+        float,
+        Timing.archive_delay_seconds,
+        "extra delay before a READY auto-archive session is archived",
+    ),
+    (
+        "sweep_interval_seconds",
+        _positive,
+        Timing.sweep_interval_seconds,
+        "how often background work runs (XNAT: 60 s)",
+    ),
+    (
+        "session_timeout_seconds",
+        _positive,
+        None,
+        "idle lifetime of HTTP sessions (default: site preference sessionTimeout, 15 min)",
+    ),
+    (
+        "job_run_seconds",
+        float,
+        Timing.job_run_seconds,
+        "how long a pipeline/container run stays Running",
+    ),
+    ("job_polls", int, None, "finish runs after this many status reads instead of after a time"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,50 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer HTTP Range with 206 (real XNAT does not; change later: PUT /emulator/options)",
     )
     timing = serve.add_argument_group("timings (see Timing; change later: PUT /emulator/timing)")
-    timing.add_argument(
-        "--rebuild-quiet-seconds",
-        type=float,
-        default=Timing.rebuild_quiet_seconds,
-        help="quiet time before a received session is built (XNAT: 5 minutes)",
-    )
-    timing.add_argument(
-        "--archive-delay-seconds",
-        type=float,
-        default=Timing.archive_delay_seconds,
-        help="extra delay before a READY auto-archive session is archived",
-    )
-    timing.add_argument(
-        "--sweep-interval-seconds",
-        type=_positive,
-        default=Timing.sweep_interval_seconds,
-        help="how often background work runs (XNAT: 60 s)",
-    )
-    timing.add_argument(
-        "--session-timeout-seconds",
-        type=_positive,
-        default=None,
-        help="idle lifetime of HTTP sessions (default: site preference sessionTimeout, 15 min)",
-    )
-    timing.add_argument(
-        "--job-run-seconds",
-        type=float,
-        default=Timing.job_run_seconds,
-        help="how long a pipeline/container run stays Running",
-    )
-    timing.add_argument(
-        "--job-polls",
-        type=int,
-        default=None,
-        help="finish runs after this many status reads instead of after a time",
-    )
+    for field, parse, default, help_text in _TIMING_OPTIONS:
+        option = "--" + field.replace("_", "-")
+        timing.add_argument(option, type=parse, default=default, help=help_text)
     return parser
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
-    return value
 
 
 def timing_from(args: argparse.Namespace) -> Timing:
@@ -94,14 +97,7 @@ def timing_from(args: argparse.Namespace) -> Timing:
     Returns:
         The timing.
     """
-    return Timing(
-        rebuild_quiet_seconds=args.rebuild_quiet_seconds,
-        archive_delay_seconds=args.archive_delay_seconds,
-        sweep_interval_seconds=args.sweep_interval_seconds,
-        session_timeout_seconds=args.session_timeout_seconds,
-        job_run_seconds=args.job_run_seconds,
-        job_polls=args.job_polls,
-    )
+    return Timing(**{field: getattr(args, field) for field, *_ in _TIMING_OPTIONS})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

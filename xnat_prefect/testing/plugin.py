@@ -67,11 +67,8 @@ def xnat_emulator() -> Iterator[XNATEmulator]:
     Yields:
         The running emulator.
     """
-    emulator = XNATEmulator(timing=_fast_timing()).start()
-    try:
+    with XNATEmulator(timing=_fast_timing()) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +78,5 @@ def xnat_emulator_shared() -> Iterator[XNATEmulator]:
     Yields:
         The running emulator.
     """
-    emulator = XNATEmulator(timing=_fast_timing()).start()
-    try:
+    with XNATEmulator(timing=_fast_timing()) as emulator:
         yield emulator
-    finally:
-        emulator.stop()

@@ -59,40 +59,36 @@ def delete_scan(state: EmulatorState, scan_pk: int, *, remove_files: bool) -> No
         state.store.execute("DELETE FROM scans WHERE xnat_imagescandata_id=?", (scan_pk,))
 
 
-def delete_experiment(state: EmulatorState, experiment_id: str, *, remove_files: bool) -> None:
-    """Delete an experiment with its scans, resources and shares.
+def delete_item(state: EmulatorState, kind: str, item_id: str, *, remove_files: bool) -> None:
+    """Delete a subject or experiment with its children, resources and shares.
+
+    A subject takes its experiments with it, an experiment its scans.
 
     Args:
         state: Emulator state.
-        experiment_id: Accession ID.
+        kind: ``subject`` or ``experiment``.
+        item_id: Accession ID.
         remove_files: Also delete the bytes on disk.
+
+    Raises:
+        ValueError: For another kind.
     """
+    if kind not in ("subject", "experiment"):
+        raise ValueError(f"Cannot delete a {kind!r}: use 'subject' or 'experiment'.")
     store = state.store
     with store.tx():
-        for scan in store.query(
-            "SELECT xnat_imagescandata_id AS pk FROM scans WHERE experiment_id=?", (experiment_id,)
-        ):
-            delete_scan(state, int(scan["pk"]), remove_files=remove_files)
-        delete_resources(state, "experiment", experiment_id, remove_files=remove_files)
-        store.execute("DELETE FROM experiment_shares WHERE experiment_id=?", (experiment_id,))
-        store.execute("DELETE FROM experiments WHERE id=?", (experiment_id,))
-
-
-def delete_subject(state: EmulatorState, subject_id: str, *, remove_files: bool) -> None:
-    """Delete a subject with all its experiments, resources and shares.
-
-    Args:
-        state: Emulator state.
-        subject_id: Accession ID.
-        remove_files: Also delete the bytes on disk.
-    """
-    store = state.store
-    with store.tx():
-        for exp in store.query("SELECT id FROM experiments WHERE subject_id=?", (subject_id,)):
-            delete_experiment(state, str(exp["id"]), remove_files=remove_files)
-        delete_resources(state, "subject", subject_id, remove_files=remove_files)
-        store.execute("DELETE FROM subject_shares WHERE subject_id=?", (subject_id,))
-        store.execute("DELETE FROM subjects WHERE id=?", (subject_id,))
+        if kind == "subject":
+            for exp in store.query("SELECT id FROM experiments WHERE subject_id=?", (item_id,)):
+                delete_item(state, "experiment", str(exp["id"]), remove_files=remove_files)
+        else:
+            scans = store.query(
+                "SELECT xnat_imagescandata_id AS pk FROM scans WHERE experiment_id=?", (item_id,)
+            )
+            for scan in scans:
+                delete_scan(state, int(scan["pk"]), remove_files=remove_files)
+        delete_resources(state, kind, item_id, remove_files=remove_files)
+        store.execute(f"DELETE FROM {kind}_shares WHERE {kind}_id=?", (item_id,))
+        store.execute(f"DELETE FROM {kind}s WHERE id=?", (item_id,))
 
 
 def delete_project(state: EmulatorState, project_id: str, *, remove_files: bool) -> None:
@@ -105,10 +101,9 @@ def delete_project(state: EmulatorState, project_id: str, *, remove_files: bool)
     """
     store = state.store
     with store.tx():
-        for subj in store.query("SELECT id FROM subjects WHERE project=?", (project_id,)):
-            delete_subject(state, str(subj["id"]), remove_files=remove_files)
-        for exp in store.query("SELECT id FROM experiments WHERE project=?", (project_id,)):
-            delete_experiment(state, str(exp["id"]), remove_files=remove_files)
+        for kind in ("subject", "experiment"):
+            for row in store.query(f"SELECT id FROM {kind}s WHERE project=?", (project_id,)):
+                delete_item(state, kind, str(row["id"]), remove_files=remove_files)
         delete_resources(state, "project", project_id, remove_files=remove_files)
         for table in ("subject_shares", "experiment_shares"):
             store.execute(f"DELETE FROM {table} WHERE project=?", (project_id,))

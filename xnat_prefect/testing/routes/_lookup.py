@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from xnat_prefect.testing.http import EmuRequest, HTTPError
 from xnat_prefect.testing.store import Row
 
@@ -185,31 +187,57 @@ def scan_or_404(req: EmuRequest, experiment_id: str, scan_id: str) -> Row:
     return row
 
 
-def require_edit(req: EmuRequest, project_id: str, what: str = "data") -> None:
-    """403 unless the caller may create/edit in the project.
+#: A caller's right in a project: read its data, create/edit, delete (owners and admins).
+Right = Literal["read", "edit", "delete"]
+
+
+def has_right(req: EmuRequest, right: Right, project_id: str) -> bool:
+    """Whether the caller holds a right in a project.
 
     Args:
         req: The request.
+        right: ``read``, ``edit`` or ``delete``.
         project_id: Project ID.
-        what: Thing being changed, for the message.
+
+    Returns:
+        The permission.
+    """
+    state = req.state
+    check = {"read": state.can_read, "edit": state.can_edit, "delete": state.can_delete}[right]
+    return check(req.user, project_id)
+
+
+def require_right(req: EmuRequest, right: Right, project_id: str, what: str = "data") -> None:
+    """403 unless the caller holds a right in the project.
+
+    Args:
+        req: The request.
+        right: ``read``, ``edit`` or ``delete``.
+        project_id: Project ID.
+        what: Thing being read or changed, for the message.
 
     Raises:
         HTTPError: 403.
     """
-    if not req.state.can_edit(req.user, project_id):
-        raise HTTPError(403, f"User {req.login} cannot edit {what} in project {project_id}.")
+    if not has_right(req, right, project_id):
+        prep = "of" if right == "read" else "in"
+        raise HTTPError(403, f"User {req.login} cannot {right} {what} {prep} project {project_id}.")
 
 
-def require_delete(req: EmuRequest, project_id: str, what: str = "data") -> None:
-    """403 unless the caller may delete in the project (owners and admins).
+def readable_project(req: EmuRequest, project: str, what: str = "the data") -> str:
+    """The ID of a project the caller may see and read.
 
     Args:
         req: The request.
-        project_id: Project ID.
-        what: Thing being deleted, for the message.
+        project: ID or alias from the URL.
+        what: Thing being read, for the 403 message.
+
+    Returns:
+        The project ID.
 
     Raises:
-        HTTPError: 403.
+        HTTPError: 404 when unknown or invisible, 403 when not readable.
     """
-    if not req.state.can_delete(req.user, project_id):
-        raise HTTPError(403, f"User {req.login} cannot delete {what} in project {project_id}.")
+    project_id = str(project_or_404(req, project)["id"])
+    require_right(req, "read", project_id, what)
+    return project_id

@@ -17,10 +17,16 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from xnat_prefect.testing.http import EmuRequest, HTTPError
-from xnat_prefect.testing.routes._lookup import experiment_or_404, project_or_404, subject_or_404
+from xnat_prefect.testing.routes._lookup import (
+    experiment_or_404,
+    has_right,
+    project_or_404,
+    readable_project,
+    subject_or_404,
+)
 from xnat_prefect.testing.state import EmulatorState
 from xnat_prefect.testing.store import Row
 
@@ -160,14 +166,6 @@ def select_scans(state: EmulatorState, experiment_id: str, selector: str) -> lis
     return [s for s in scans if s["id"] in tokens or (s["type"] or "") in types]
 
 
-def _readable_project(req: EmuRequest, project: str) -> str:
-    row = project_or_404(req, project)
-    project_id = str(row["id"])
-    if not req.state.can_read(req.user, project_id):
-        raise HTTPError(403, f"User {req.login} cannot read the data of project {project_id}.")
-    return project_id
-
-
 def resolve_parent(req: EmuRequest, params: Mapping[str, str], *, write: bool) -> Parent:
     """Find the item a resource URL addresses, with XNAT's ID/label and visibility rules.
 
@@ -234,7 +232,7 @@ def resolve_parent(req: EmuRequest, params: Mapping[str, str], *, write: bool) -
         )
     if project is None:
         raise HTTPError(404, "No parent item in the URL.")
-    project_id = _readable_project(req, project)
+    project_id = readable_project(req, project)
     return Parent(
         kind="project",
         project_id=project_id,
@@ -245,35 +243,21 @@ def resolve_parent(req: EmuRequest, params: Mapping[str, str], *, write: bool) -
     )
 
 
-def require_parent_edit(req: EmuRequest, parent: Parent) -> None:
-    """403 unless the caller may create and edit data under the parent (owners, members).
+def require_parent_right(req: EmuRequest, right: Literal["edit", "delete"], parent: Parent) -> None:
+    """403 unless the caller may edit (owners, members) or delete (owners) data under the parent.
 
     Args:
         req: The request.
+        right: ``edit`` or ``delete``.
         parent: The parent item.
 
     Raises:
         HTTPError: 403.
     """
-    if not req.state.can_edit(req.user, parent.project_id):
+    if not has_right(req, right, parent.project_id):
+        verb = "modify" if right == "edit" else "delete"
         raise HTTPError(
-            403, f"User {req.login} cannot modify the {parent.kind} {parent.label} resources."
-        )
-
-
-def require_parent_delete(req: EmuRequest, parent: Parent) -> None:
-    """403 unless the caller may delete data under the parent (owners and admins).
-
-    Args:
-        req: The request.
-        parent: The parent item.
-
-    Raises:
-        HTTPError: 403.
-    """
-    if not req.state.can_delete(req.user, parent.project_id):
-        raise HTTPError(
-            403, f"User {req.login} cannot delete the {parent.kind} {parent.label} resources."
+            403, f"User {req.login} cannot {verb} the {parent.kind} {parent.label} resources."
         )
 
 

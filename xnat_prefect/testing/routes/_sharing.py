@@ -11,9 +11,9 @@ from starlette.responses import Response
 
 from xnat_prefect.testing import wire
 from xnat_prefect.testing.http import EmuRequest, HTTPError
-from xnat_prefect.testing.routes._cascade import delete_experiment, delete_subject
-from xnat_prefect.testing.routes._items import VALID_LABEL
-from xnat_prefect.testing.routes._lookup import require_delete, require_edit
+from xnat_prefect.testing.routes._cascade import delete_item
+from xnat_prefect.testing.routes._items import VALID_LABEL, Node
+from xnat_prefect.testing.routes._lookup import require_right
 from xnat_prefect.testing.store import Row, now_text
 
 
@@ -123,6 +123,68 @@ def readable_projects(req: EmuRequest) -> set[str]:
     return {str(r["id"]) for r in rows if req.state.can_read(req.user, r["id"])}
 
 
+def share_nodes(req: EmuRequest, kind: str, item_id: str) -> list[Node]:
+    """The ``sharing/share`` children of a subject or experiment document.
+
+    Args:
+        req: The request.
+        kind: ``subject`` or ``experiment``.
+        item_id: Accession ID.
+
+    Returns:
+        One node per share, in the order the shares were made.
+    """
+    _table, shares = _tables(kind)
+    rows = req.state.store.query(
+        f"SELECT project, label FROM {shares} WHERE {kind}_id=? ORDER BY rowid", (item_id,)
+    )
+    xsi = "xnat:projectParticipant" if kind == "subject" else "xnat:experimentData_share"
+    return [Node(xsi, {"label": r["label"], "project": r["project"]}) for r in rows]
+
+
+def owned_and_shared(req: EmuRequest, kind: str, project_id: str) -> list[Row]:
+    """The subjects or experiments a project lists: its own, then those shared into it.
+
+    Args:
+        req: The request.
+        kind: ``subject`` or ``experiment``.
+        project_id: Project ID.
+
+    Returns:
+        Item rows by accession ID, each with ``shown``: the label the item carries in the project.
+    """
+    table, shares = _tables(kind)
+    return req.state.store.query(
+        f"SELECT t.*, t.label AS shown FROM {table} t WHERE t.project=? UNION ALL "
+        "SELECT t.*, CASE sh.label WHEN '' THEN t.label ELSE sh.label END AS shown "
+        f"FROM {table} t JOIN {shares} sh ON sh.{kind}_id = t.id WHERE sh.project=? ORDER BY id",
+        (project_id, project_id),
+    )
+
+
+def readable_items(req: EmuRequest, kind: str) -> list[Row]:
+    """Every subject or experiment the caller may read through its project or a share.
+
+    Args:
+        req: The request.
+        kind: ``subject`` or ``experiment``.
+
+    Returns:
+        Item rows by accession ID.
+    """
+    table, shares = _tables(kind)
+    store = req.state.store
+    readable = readable_projects(req)
+    shared: dict[str, set[str]] = {}
+    for r in store.query(f"SELECT {kind}_id AS id, project FROM {shares}"):
+        shared.setdefault(r["id"], set()).add(r["project"])
+    return [
+        r
+        for r in store.query(f"SELECT * FROM {table} ORDER BY id")
+        if r["project"] in readable or shared.get(r["id"], set()) & readable
+    ]
+
+
 def projects_table(req: EmuRequest, kind: str, item: Row) -> Response:
     """``GET .../projects`` of a subject or experiment: ``label, ID, Secondary_ID, Name``.
 
@@ -174,7 +236,7 @@ def share_item(req: EmuRequest, kind: str, item: Row, target: str) -> None:
     store = req.state.store
     table, shares = _tables(kind)
     xsi = _xsi(kind, item)
-    require_edit(req, target, f"{kind}s")
+    require_right(req, "edit", target, f"{kind}s")
     label = req.arg("label") or ""
     if label:
         check_label(label, kind)
@@ -182,7 +244,7 @@ def share_item(req: EmuRequest, kind: str, item: Row, target: str) -> None:
     if item["project"] == target:
         raise HTTPError(409, f"Already assigned to project:{target}")
     if req.flag("primary"):
-        require_delete(req, item["project"], f"{kind}s")
+        require_right(req, "delete", item["project"], f"{kind}s")
         new_label = label or existing or str(item["label"])
         if label_taken(req, kind, target, new_label, item["id"]):
             raise HTTPError(409, f"Label already in use:{new_label}")
@@ -233,14 +295,11 @@ def remove_from_project(req: EmuRequest, kind: str, item: Row, project_id: str) 
     store = req.state.store
     _table, shares = _tables(kind)
     xsi = _xsi(kind, item)
-    require_delete(req, project_id, f"{kind}s")
+    require_right(req, "delete", project_id, f"{kind}s")
     if item["project"] == project_id:
         remove = req.flag("removeFiles")
         with store.tx():
-            if kind == "subject":
-                delete_subject(req.state, item["id"], remove_files=remove)
-            else:
-                delete_experiment(req.state, item["id"], remove_files=remove)
+            delete_item(req.state, kind, item["id"], remove_files=remove)
             store.record_history(req.login, "deleted", xsi, item["id"], project_id)
         return True
     if share_label(req, kind, item["id"], project_id) is None:

@@ -29,7 +29,7 @@ from xnat_prefect.testing.routes._catalogs import refresh_stats
 from xnat_prefect.testing.routes._resources import (
     ResourceInfo,
     candidates,
-    require_parent_edit,
+    require_parent_right,
     resolve_parent,
     select_resources,
 )
@@ -119,7 +119,7 @@ def _operations(req: EmuRequest) -> set[str]:
 def _targets(req: EmuRequest, value: str) -> list[ResourceInfo]:
     parts = parse_archive_uri(value)
     parent = resolve_parent(req, parts, write=False)
-    require_parent_edit(req, parent)
+    require_parent_right(req, "edit", parent)
     parent.include_scans = parent.kind == "experiment"
     label = parts.get("resource")
     if label is None:

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.responses import Response
 
 from xnat_prefect.testing import wire
+from xnat_prefect.testing.config import EmulatorOptions, Timing
 from xnat_prefect.testing.faults import FaultRule
 from xnat_prefect.testing.http import EmuRequest, HTTPError, route
 
@@ -93,36 +94,25 @@ def remove_fault(req: EmuRequest) -> Response:
     return wire.json_response({"removed": int(req.params["rule_id"])})
 
 
-@route("GET", "/emulator/timing", auth=False)
-def get_timing(req: EmuRequest) -> Response:
-    """``GET /emulator/timing``: current asynchronous timings."""
-    return wire.json_response(asdict(req.state.timing))
+def _settings(req: EmuRequest, settings: Timing | EmulatorOptions) -> Response:
+    if req.method == "PUT":
+        try:
+            settings.update(**_body(req))
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from exc
+    return wire.json_response(asdict(settings))
 
 
-@route("PUT", "/emulator/timing", auth=False)
-def set_timing(req: EmuRequest) -> Response:
-    """``PUT /emulator/timing`` with a JSON object of timings to change."""
-    try:
-        req.state.timing.update(**_body(req))
-    except ValueError as exc:
-        raise HTTPError(400, str(exc)) from exc
-    return wire.json_response(asdict(req.state.timing))
+@route(("GET", "PUT"), "/emulator/timing", auth=False)
+def timing(req: EmuRequest) -> Response:
+    """``GET /emulator/timing``: asynchronous timings; ``PUT`` a JSON object to change some."""
+    return _settings(req, req.state.timing)
 
 
-@route("GET", "/emulator/options", auth=False)
-def get_options(req: EmuRequest) -> Response:
-    """``GET /emulator/options``: behaviour switches (``honor_range``)."""
-    return wire.json_response(asdict(req.state.options))
-
-
-@route("PUT", "/emulator/options", auth=False)
-def set_options(req: EmuRequest) -> Response:
-    """``PUT /emulator/options`` with a JSON object of switches to change."""
-    try:
-        req.state.options.update(**_body(req))
-    except ValueError as exc:
-        raise HTTPError(400, str(exc)) from exc
-    return wire.json_response(asdict(req.state.options))
+@route(("GET", "PUT"), "/emulator/options", auth=False)
+def options(req: EmuRequest) -> Response:
+    """``GET /emulator/options``: behaviour switches (``honor_range``); ``PUT`` changes some."""
+    return _settings(req, req.state.options)
 
 
 @route("POST", "/emulator/sessions/expire", auth=False)
@@ -163,10 +153,8 @@ ROUTES = [
     add_fault,
     clear_faults,
     remove_fault,
-    get_timing,
-    set_timing,
-    get_options,
-    set_options,
+    timing,
+    options,
     expire_sessions,
     add_user,
     sweep,

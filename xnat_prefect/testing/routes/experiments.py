@@ -44,7 +44,8 @@ from xnat_prefect.testing.routes._lookup import (
     experiment_or_404,
     find_item,
     project_or_404,
-    require_edit,
+    readable_project,
+    require_right,
     subject_or_404,
 )
 from xnat_prefect.testing.routes._sharing import (
@@ -52,11 +53,13 @@ from xnat_prefect.testing.routes._sharing import (
     ensure_subject_in,
     label_in_project,
     label_taken,
+    owned_and_shared,
     projects_table,
-    readable_projects,
+    readable_items,
     remove_from_project,
     rename_in_project,
     share_item,
+    share_nodes,
 )
 from xnat_prefect.testing.routes.scans import scan_node
 from xnat_prefect.testing.routes.subjects import create_subject
@@ -137,16 +140,9 @@ def _type_filter(req: EmuRequest, rows: list[dict[str, Any]]) -> list[dict[str, 
 
 def _project_rows(req: EmuRequest, project_id: str, subject_id: str | None) -> list[dict[str, Any]]:
     store = req.state.store
-    found = store.query(
-        "SELECT e.*, e.label AS shown FROM experiments e WHERE e.project=? UNION ALL "
-        "SELECT e.*, CASE sh.label WHEN '' THEN e.label ELSE sh.label END AS shown "
-        "FROM experiments e JOIN experiment_shares sh ON sh.experiment_id = e.id "
-        "WHERE sh.project=? ORDER BY id",
-        (project_id, project_id),
-    )
     subject_labels: dict[str, str] = {}
     rows = []
-    for exp in found:
+    for exp in owned_and_shared(req, "experiment", project_id):
         if subject_id is not None and exp["subject_id"] != subject_id:
             continue
         if exp["subject_id"] not in subject_labels:
@@ -158,24 +154,17 @@ def _project_rows(req: EmuRequest, project_id: str, subject_id: str | None) -> l
     return _type_filter(req, rows)
 
 
-def _readable_project(req: EmuRequest) -> str:
-    project_id = str(project_or_404(req, req.params["project"])["id"])
-    if not req.state.can_read(req.user, project_id):
-        raise HTTPError(403, f"User {req.login} cannot read experiments of project {project_id}.")
-    return project_id
-
-
 @route("GET", "/data/projects/{project}/experiments")
 def list_project_experiments(req: EmuRequest) -> Response:
     """``GET /data/projects/{P}/experiments``: owned and shared-in experiments of P."""
-    rows = _project_rows(req, _readable_project(req), None)
+    rows = _project_rows(req, readable_project(req, req.params["project"], "experiments"), None)
     return listing(req, rows, default=DEFAULT_COLUMNS, available=ALL_COLUMNS, paging=True)
 
 
 @route("GET", "/data/projects/{project}/subjects/{subject}/experiments")
 def list_subject_experiments(req: EmuRequest) -> Response:
     """``GET /data/projects/{P}/subjects/{S}/experiments``: one subject's experiments in P."""
-    project_id = _readable_project(req)
+    project_id = readable_project(req, req.params["project"], "experiments")
     subject = subject_or_404(req, req.params["subject"], project_id)
     rows = _project_rows(req, project_id, subject["id"])
     return listing(req, rows, default=DEFAULT_COLUMNS, available=ALL_COLUMNS, paging=True)
@@ -184,18 +173,13 @@ def list_subject_experiments(req: EmuRequest) -> Response:
 @route("GET", "/data/experiments")
 def list_all_experiments(req: EmuRequest) -> Response:
     """``GET /data/experiments``: every readable experiment ("Matching experiments")."""
-    store = req.state.store
-    readable = readable_projects(req)
-    shared: dict[str, set[str]] = {}
-    for r in store.query("SELECT experiment_id, project FROM experiment_shares"):
-        shared.setdefault(r["experiment_id"], set()).add(r["project"])
-    subjects = {r["id"]: r["label"] for r in store.query("SELECT id, label FROM subjects")}
+    found = req.state.store.query("SELECT id, label FROM subjects")
+    subjects = {r["id"]: r["label"] for r in found}
     rows = _type_filter(
         req,
         [
             _table_row(e, e["label"], e["project"], subjects.get(e["subject_id"], ""))
-            for e in store.query("SELECT * FROM experiments ORDER BY id")
-            if e["project"] in readable or shared.get(e["id"], set()) & readable
+            for e in readable_items(req, "experiment")
         ],
     )
     default: tuple[str, ...] = DEFAULT_COLUMNS
@@ -233,21 +217,11 @@ def _document(req: EmuRequest, exp: Row) -> Response:
             "insert_user": exp["insert_user"],
         }
     )
-    shares = store.query(
-        "SELECT project, label FROM experiment_shares WHERE experiment_id=? ORDER BY rowid",
-        (exp["id"],),
-    )
     scans = store.query(
         "SELECT * FROM scans WHERE experiment_id=? ORDER BY xnat_imagescandata_id", (exp["id"],)
     )
     kids: list[tuple[str, list[Node]]] = [
-        (
-            "sharing/share",
-            [
-                Node("xnat:experimentData_share", {"label": s["label"], "project": s["project"]})
-                for s in shares
-            ],
-        ),
+        ("sharing/share", share_nodes(req, "experiment", exp["id"])),
         ("fields/field", custom_nodes("xnat:experimentData", custom_vars(fields))),
         ("scans/scan", [scan_node(req, s) for s in scans]),
         ("resources/resource", resource_nodes(req, "experiment", exp["id"])),
@@ -276,7 +250,7 @@ def _save(req: EmuRequest, exp: Row, split: ParamSplit, *, shortcuts: bool) -> N
     custom = split.custom
     if not (columns or extras or custom):
         return
-    require_edit(req, exp["project"], "experiments")
+    require_right(req, "edit", exp["project"], "experiments")
     sets = "".join(f"{column}=?, " for column in columns)
     with store.tx():
         store.execute(
@@ -353,13 +327,13 @@ def _put_experiment(req: EmuRequest) -> Response:
     ref = req.params["experiment"]
     if "project" not in req.params:  # flat URL: quirk 7
         flat = experiment_or_404(req, ref)
-        require_edit(req, flat["project"], "experiments")
+        require_right(req, "edit", flat["project"], "experiments")
         if xsi == flat["xsi_type"]:
             own = split_params(params, (flat["xsi_type"],), (flat["xsi_type"],))
             _save(req, flat, own, shortcuts=False)
         return wire.text_response(str(flat["id"]))
     context = str(project_or_404(req, req.params["project"])["id"])
-    require_edit(req, context, "experiments")
+    require_right(req, "edit", context, "experiments")
     found = find_item(req, "experiment", ref, context)
     subject_ref = req.params.get("subject")
     if found is None:
@@ -390,7 +364,7 @@ def _put_experiment(req: EmuRequest) -> Response:
 def post_experiment(req: EmuRequest) -> Response:
     """``POST .../subjects/{S}/experiments?xsiType=..&label=..``: 200 + URL; 409 when it exists."""
     project_id = str(project_or_404(req, req.params["project"])["id"])
-    require_edit(req, project_id, "experiments")
+    require_right(req, "edit", project_id, "experiments")
     xsi, params = write_params(req)
     if xsi and xsi not in EXPERIMENT_TYPES:
         raise HTTPError(400, f"Invalid xsiType {xsi}: use one of {', '.join(EXPERIMENT_TYPES)}.")

@@ -46,8 +46,7 @@ from xnat_prefect.testing.routes._resources import (
     ResourceInfo,
     clean_relpath,
     is_read,
-    require_parent_delete,
-    require_parent_edit,
+    require_parent_right,
     resolve_parent,
     select_resources,
 )
@@ -320,7 +319,7 @@ def _no_data(req: EmuRequest) -> HTTPError:
 
 def _upload(req: EmuRequest) -> Response:
     parent = resolve_parent(req, req.params, write=True)
-    require_parent_edit(req, parent)
+    require_parent_right(req, "edit", parent)
     relpath = clean_relpath(req.params.get("path", ""))
     content_type = req.content_type
     inbody = req.flag("inbody")
@@ -379,7 +378,7 @@ def _upload(req: EmuRequest) -> Response:
 
 def _delete(req: EmuRequest) -> Response:
     parent = resolve_parent(req, req.params, write=True)
-    require_parent_delete(req, parent)
+    require_parent_right(req, "delete", parent)
     resources = select_resources(req, parent, req.params["resource"], anywhere=False)
     relpath = clean_relpath(req.params.get("path", ""), allow_empty=False)
     rows = catalog_rows(req.state, [r.id for r in resources])

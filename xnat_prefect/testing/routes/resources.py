@@ -32,8 +32,7 @@ from xnat_prefect.testing.routes._resources import (
     RESOURCE_COLUMNS,
     ResourceInfo,
     candidates,
-    require_parent_delete,
-    require_parent_edit,
+    require_parent_right,
     resolve_parent,
     select_resources,
 )
@@ -120,7 +119,7 @@ def _get(req: EmuRequest) -> Response:
 
 def _create(req: EmuRequest) -> Response:
     parent = resolve_parent(req, req.params, write=True)
-    require_parent_edit(req, parent)
+    require_parent_right(req, "edit", parent)
     label = req.params["resource"]
     create_resource(
         req.state,
@@ -135,7 +134,7 @@ def _create(req: EmuRequest) -> Response:
 
 def _delete(req: EmuRequest) -> Response:
     parent = resolve_parent(req, req.params, write=True)
-    require_parent_delete(req, parent)
+    require_parent_right(req, "delete", parent)
     state = req.state
     store = state.store
     for info in select_resources(req, parent, req.params["resource"], anywhere=False):

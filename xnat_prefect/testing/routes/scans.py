@@ -34,8 +34,7 @@ from xnat_prefect.testing.routes._items import (
 from xnat_prefect.testing.routes._listing import listing
 from xnat_prefect.testing.routes._lookup import (
     experiment_or_404,
-    require_delete,
-    require_edit,
+    require_right,
     scan_or_404,
 )
 from xnat_prefect.testing.store import Row, now_text
@@ -164,7 +163,7 @@ def _get_scan(req: EmuRequest) -> Response:
 def _put_scan(req: EmuRequest) -> Response:
     store = req.state.store
     session = _session(req)
-    require_edit(req, session["project"], "scans")
+    require_right(req, "edit", session["project"], "scans")
     scan_id = req.params["scan"]
     xsi, params = write_params(req)
     if xsi and xsi not in SCAN_TYPES and xsi != BASE_SCAN_TYPE:
@@ -235,7 +234,7 @@ def _put_scan(req: EmuRequest) -> Response:
 def _delete_scan(req: EmuRequest) -> Response:
     session = _session(req)
     scan = scan_or_404(req, session["id"], req.params["scan"])
-    require_delete(req, session["project"], "scans")
+    require_right(req, "delete", session["project"], "scans")
     with req.state.store.tx():
         delete_scan(
             req.state, int(scan["xnat_imagescandata_id"]), remove_files=req.flag("removeFiles")

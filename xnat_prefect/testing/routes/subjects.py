@@ -34,18 +34,21 @@ from xnat_prefect.testing.routes._listing import listing
 from xnat_prefect.testing.routes._lookup import (
     find_item,
     project_or_404,
-    require_edit,
+    readable_project,
+    require_right,
     subject_or_404,
 )
 from xnat_prefect.testing.routes._sharing import (
     check_label,
     label_in_project,
     label_taken,
+    owned_and_shared,
     projects_table,
-    readable_projects,
+    readable_items,
     remove_from_project,
     rename_in_project,
     share_item,
+    share_nodes,
 )
 from xnat_prefect.testing.store import Row, now_text
 
@@ -97,33 +100,15 @@ def _table_row(subject: Row, label: str) -> dict[str, Any]:
 @route("GET", "/data/projects/{project}/subjects")
 def list_project_subjects(req: EmuRequest) -> Response:
     """``GET /data/projects/{P}/subjects``: owned and shared-in subjects of P."""
-    project = project_or_404(req, req.params["project"])
-    if not req.state.can_read(req.user, project["id"]):
-        raise HTTPError(403, f"User {req.login} cannot read subjects of project {project['id']}.")
-    rows = req.state.store.query(
-        "SELECT s.*, s.label AS shown FROM subjects s WHERE s.project=? UNION ALL "
-        "SELECT s.*, CASE sh.label WHEN '' THEN s.label ELSE sh.label END AS shown "
-        "FROM subjects s JOIN subject_shares sh ON sh.subject_id = s.id WHERE sh.project=? "
-        "ORDER BY id",
-        (project["id"], project["id"]),
-    )
-    table = [_table_row(r, r["shown"]) for r in rows]
+    project_id = readable_project(req, req.params["project"], "subjects")
+    table = [_table_row(r, r["shown"]) for r in owned_and_shared(req, "subject", project_id)]
     return listing(req, table, default=DEFAULT_COLUMNS, available=ALL_COLUMNS, paging=True)
 
 
 @route("GET", "/data/subjects")
 def list_all_subjects(req: EmuRequest) -> Response:
     """``GET /data/subjects``: every subject the caller may read (primary project and label)."""
-    store = req.state.store
-    readable = readable_projects(req)
-    shared: dict[str, set[str]] = {}
-    for r in store.query("SELECT subject_id, project FROM subject_shares"):
-        shared.setdefault(r["subject_id"], set()).add(r["project"])
-    table = [
-        _table_row(r, r["label"])
-        for r in store.query("SELECT * FROM subjects ORDER BY id")
-        if r["project"] in readable or shared.get(r["id"], set()) & readable
-    ]
+    table = [_table_row(r, r["label"]) for r in readable_items(req, "subject")]
     return listing(req, table, default=DEFAULT_COLUMNS, available=ALL_COLUMNS, paging=True)
 
 
@@ -142,10 +127,6 @@ def _document(req: EmuRequest, subject: Row) -> Response:
     }
     demographics = {name: fields.get(name) for name in DEMOGRAPHICS if fields.get(name)}
     pi = {"firstname": fields.get("pi_firstname"), "lastname": fields.get("pi_lastname")}
-    shares = store.query(
-        "SELECT project, label FROM subject_shares WHERE subject_id=? ORDER BY rowid",
-        (subject["id"],),
-    )
     experiments = store.query(
         "SELECT * FROM experiments WHERE subject_id=? ORDER BY id", (subject["id"],)
     )
@@ -153,13 +134,7 @@ def _document(req: EmuRequest, subject: Row) -> Response:
         ("demographics", [Node("xnat:demographicData", demographics)] if demographics else []),
         ("investigator", [Node("xnat:investigatorData", pi)] if any(pi.values()) else []),
         ("fields/field", custom_nodes(SUBJECT_TYPE, custom_vars(fields))),
-        (
-            "sharing/share",
-            [
-                Node("xnat:projectParticipant", {"label": s["label"], "project": s["project"]})
-                for s in shares
-            ],
-        ),
+        ("sharing/share", share_nodes(req, "subject", subject["id"])),
         ("resources/resource", resource_nodes(req, "subject", subject["id"])),
         (
             "experiments/experiment",
@@ -279,7 +254,7 @@ def _put_subject(req: EmuRequest) -> Response:
     else:
         subject = subject_or_404(req, ref)
         context = str(subject["project"])
-    require_edit(req, context, "subjects")
+    require_right(req, "edit", context, "subjects")
     xsi, params = write_params(req)
     if xsi and xsi != SUBJECT_TYPE:
         raise HTTPError(400, f"Invalid xsiType {xsi} for a subject: use {SUBJECT_TYPE}.")
@@ -295,7 +270,7 @@ def _put_subject(req: EmuRequest) -> Response:
     _check_immutables(split, subject, context, shown)
     values, custom = _values(split)
     if values or custom:
-        require_edit(req, subject["project"], "subjects")
+        require_right(req, "edit", subject["project"], "subjects")
         with store.tx():
             store.execute(
                 "UPDATE subjects SET fields=?, last_modified=? WHERE id=?",
@@ -326,7 +301,7 @@ def _delete_subject(req: EmuRequest) -> Response:
 def post_subject(req: EmuRequest) -> Response:
     """``POST /data/projects/{P}/subjects``: create from params/XML; 200 + URL; 409 if it exists."""
     project_id = str(project_or_404(req, req.params["project"])["id"])
-    require_edit(req, project_id, "subjects")
+    require_right(req, "edit", project_id, "subjects")
     _xsi, params = write_params(req)
     split = split_params(params, (SUBJECT_TYPE,), (SUBJECT_TYPE,))
     label = split.shortcuts.get("label") or split.tails.get("label")
