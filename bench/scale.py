@@ -25,6 +25,7 @@ Example:
     ```bash
     python bench/scale.py --repeat 2
     python bench/scale.py --big-mb 64 256 --counts 200 2000 --no-cstore --no-docs  # quick
+    python bench/scale.py --no-size --transports gradual download --repeat 1 --no-docs
     ```
 """
 
@@ -341,10 +342,23 @@ def bench_size(
 # ----------------------------------------------------------------------------- (b) count
 
 
+TRANSPORTS = ("zip", "gradual", "cstore", "download")
+
+
 def bench_count(
-    emu: Emulator, work: Path, counts: list[int], rep: int, results: Results, *, cstore: bool
+    emu: Emulator,
+    work: Path,
+    counts: list[int],
+    rep: int,
+    results: Results,
+    *,
+    transports: tuple[str, ...] = TRANSPORTS,
 ) -> None:
-    """Ingest and download studies of each file count with the main transports."""
+    """Ingest and download studies of each file count with the chosen transports.
+
+    ``download`` fetches the session the zip ingest archived: without ``zip`` in
+    ``transports`` that ingest still runs (to make the session) but is not reported.
+    """
     from xnat_prefect.testing.synthetic import generate_study
 
     for count in counts:
@@ -366,24 +380,33 @@ def bench_count(
             ("zip", "ingest: `upload_dicom_parallel` (zip)"),
             ("gradual", "ingest: `upload_dicom_gradual`"),
         ):
+            needed = kind == "zip" and "download" in transports
+            if kind not in transports and not needed:
+                continue
             project, label = f"SCALE{kind[0].upper()}", f"{kind[0].upper()}{count}R{rep}"
             emu.project(project)
             run = run_child(
                 {"url": emu.url, "kind": kind, "src": str(src), "project": project, "label": label}
             )
-            _add(results, row, count, run)
+            if kind in transports:
+                _add(results, row, count, run)
             session = emu.archived(project, label, n)
             if kind == "zip":
                 kept = session
             else:
                 emu.delete_session(session)
-        if cstore:
+        if "cstore" in transports:
             emu.project("SCALEC")
             run = run_child(
                 {"url": emu.url, "kind": "cstore", "src": str(src), "dicom_port": emu.dicom_port}
             )
             _add(results, "ingest: `upload_dicom_store` (C-STORE)", count, run)
             emu.delete_session(emu.archived("SCALEC", f"S{count}", n))
+        if not kept:
+            continue
+        if "download" not in transports:
+            emu.delete_session(kept)
+            continue
         out = work / "dl"
         run = run_child({"url": emu.url, "kind": "session-dl", "session": kept, "out": str(out)})
         on_disk = sum(1 for p in out.rglob("*.dcm"))
@@ -538,6 +561,13 @@ def main() -> int:
     parser.add_argument("--no-size", action="store_true", help="skip (a), memory vs size")
     parser.add_argument("--no-count", action="store_true", help="skip (b), time vs file count")
     parser.add_argument("--no-cstore", action="store_true", help="skip C-STORE in (b)")
+    parser.add_argument(
+        "--transports",
+        nargs="+",
+        choices=TRANSPORTS,
+        default=list(TRANSPORTS),
+        help="transfers measured in (b) (download also runs the zip ingest, unreported)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md alone")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -546,6 +576,7 @@ def main() -> int:
         return 0
     sizes = sorted(mb * MIB for mb in args.big_mb)
     counts = sorted(args.counts)
+    transports = tuple(t for t in args.transports if not (t == "cstore" and args.no_cstore))
     results: Results = {}
     dicom_bytes: dict[int, int] = {}
     loads: list[str] = []
@@ -560,7 +591,7 @@ def main() -> int:
                 if not args.no_size:
                     bench_size(emu, work, sizes, rep, results, dicom_bytes)
                 if not args.no_count:
-                    bench_count(emu, work, counts, rep, results, cstore=not args.no_cstore)
+                    bench_count(emu, work, counts, rep, results, transports=transports)
                 loads.append(f"run {rep + 1}: {before:.1f} → {os.getloadavg()[0]:.1f}")
         finally:
             emu.stop()

@@ -22,6 +22,7 @@ from xnat_prefect.dicom.archives import build_archive, safe_extract
 from xnat_prefect.models.transfer import UploadProgress, UploadSummary
 from xnat_prefect.services._transfer_import import IngestLedger, destination_alive, dicom_scope
 from xnat_prefect.services._transfer_send import (
+    FilePayloads,
     Payload,
     TransferSettings,
     file_payload,
@@ -270,7 +271,7 @@ class DicomSender:
         """
         ingest = self._ingest(target, key_of)
         to_send = self._pending(ingest, files, target)
-        payloads = [file_payload(p, "application/dicom") for p in to_send]
+        payloads = FilePayloads(to_send, "application/dicom")
         params = target.gradual_params()
         return self._send(
             files, others, payloads, params, ingest, workers=workers, callback=callback
@@ -311,7 +312,7 @@ class DicomSender:
         self,
         files: list[Path],
         others: int,
-        payloads: list[Payload],
+        payloads: Sequence[Payload],
         params: dict[str, Any],
         ingest: IngestLedger,
         *,

@@ -20,13 +20,15 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePosixPath
 from urllib.parse import quote, unquote
 
 from xnat_prefect.client import XNATClient
 from xnat_prefect.errors import InvalidInputError, UnexpectedResponseError
 from xnat_prefect.models.resource import ResourceFile
+from xnat_prefect.services._transfer_listing import read_listing
 
 __all__ = [
     "RemoteFile",
@@ -43,25 +45,38 @@ _SCAN = re.compile(r"/scans/([^/]+)/resources/")
 _NON_WORD = re.compile(r"\W")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemoteFile:
     """One server file to download.
 
+    Slotted, with the destination kept as a string: a session listing holds one per file.
+
     Attributes:
         uri: ``/data/...`` URI to GET (percent-quoted).
-        local: Destination relative to the output folder.
+        local_path: Destination relative to the output folder, ``/``-separated
+            (:attr:`local` as a path).
         size: Bytes per the listing (None when unknown).
         digest: MD5 per the listing (None when checksums are off).
-        name: File path inside its resource.
+        name_at: Where :attr:`name` starts in ``local_path`` (it ends it).
         scan: Scan ID for scan files (None for session and assessor resources).
     """
 
     uri: str
-    local: PurePosixPath
+    local_path: str
     size: int | None
     digest: str | None
-    name: str
+    name_at: int
     scan: str | None = None
+
+    @property
+    def local(self) -> PurePosixPath:
+        """Destination relative to the output folder."""
+        return PurePosixPath(self.local_path)
+
+    @property
+    def name(self) -> str:
+        """File path inside its resource (``a.dcm``, ``sub/b.dcm``)."""
+        return self.local_path[self.name_at :]
 
 
 def _safe_parts(relpath: str, uri: str) -> tuple[str, ...]:
@@ -96,24 +111,21 @@ def scan_folder(scan_id: str, scan_type: str | None) -> str:
     return _segment(f"{scan_id}-{_NON_WORD.sub('_', scan_type)}")
 
 
-def _remote(row: ResourceFile, prefix: PurePosixPath) -> RemoteFile:
+def _remote(row: ResourceFile, prefix: str, scan: str | None = None) -> RemoteFile:
     uri = row.uri or ""
     match = _URI.search(uri)
     relpath = unquote(match.group(2)) if match else row.name
     label = row.collection or (match.group(1) if match else "resource")
     parts = _safe_parts(relpath, uri)
-    local = prefix / "resources" / _segment(label) / "files" / PurePosixPath(*parts)
+    folder = f"{prefix}/resources/{_segment(label)}/files/"
     return RemoteFile(
         uri=quote(uri, safe="/:%@!$&'()*+,;=-._~"),
-        local=local,
+        local_path=folder + "/".join(parts),
         size=row.size,
         digest=(row.digest or "").strip().lower() or None,
-        name="/".join(parts),
+        name_at=len(folder),
+        scan=scan,
     )
-
-
-def _rows(client: XNATClient, path: str) -> list[ResourceFile]:
-    return ResourceFile.from_rows(client.get_result_set(path))
 
 
 def scan_types(client: XNATClient, data_path: str) -> dict[str, str]:
@@ -154,14 +166,20 @@ def scan_files(
     """
     path = f"{data_path}/scans/{selector}"
     path += f"/resources/{quote(resource, safe='')}/files" if resource else "/files"
-    found = []
-    for row in _rows(client, path):
+    top = _segment(label)
+    prefixes: dict[str, tuple[str, str]] = {}  # raw scan ID -> (scan ID, folder), one copy each
+
+    def convert(row: ResourceFile) -> RemoteFile:
         scan = _SCAN.search(row.uri or "")
-        scan_id = unquote(scan.group(1)) if scan else (selector if "," not in selector else "")
-        folder = scan_folder(scan_id, (types or {}).get(scan_id)) if scan_id else "unknown"
-        item = _remote(row, PurePosixPath(_segment(label), "scans", folder))
-        found.append(replace(item, scan=scan_id or None))
-    return found
+        raw = scan.group(1) if scan else ""
+        known = prefixes.get(raw)
+        if known is None:
+            scan_id = unquote(raw) if scan else (selector if "," not in selector else "")
+            folder = scan_folder(scan_id, (types or {}).get(scan_id)) if scan_id else "unknown"
+            known = prefixes[raw] = (scan_id, f"{top}/scans/{folder}")
+        return _remote(row, known[1], known[0] or None)
+
+    return read_listing(client, path, convert)
 
 
 def session_resource_files(client: XNATClient, data_path: str, *, label: str) -> list[RemoteFile]:
@@ -175,8 +193,12 @@ def session_resource_files(client: XNATClient, data_path: str, *, label: str) ->
     Returns:
         The files.
     """
-    rows = [r for r in _rows(client, f"{data_path}/files") if "/scans/" not in (r.uri or "")]
-    return [_remote(r, PurePosixPath(_segment(label))) for r in rows]
+    prefix = _segment(label)
+
+    def convert(row: ResourceFile) -> RemoteFile | None:
+        return None if "/scans/" in (row.uri or "") else _remote(row, prefix)
+
+    return read_listing(client, f"{data_path}/files", convert)
 
 
 def assessor_files(client: XNATClient, data_path: str, *, label: str) -> list[RemoteFile]:
@@ -196,9 +218,9 @@ def assessor_files(client: XNATClient, data_path: str, *, label: str) -> list[Re
         if not assessor_id:
             continue
         name = row.get("label") or assessor_id
-        prefix = PurePosixPath(_segment(label), "assessors", _segment(name))
+        prefix = f"{_segment(label)}/assessors/{_segment(name)}"
         path = f"{data_path}/assessors/{quote(assessor_id, safe='')}/files"
-        found.extend(_remote(r, prefix) for r in _rows(client, path))
+        found += read_listing(client, path, partial(_remote, prefix=prefix))
     return found
 
 
@@ -217,11 +239,11 @@ def filter_files(files: Iterable[RemoteFile], pattern: str | None) -> list[Remot
     """
     if pattern is not None and not pattern.strip():
         raise InvalidInputError("pattern is empty; pass a glob such as '*.dcm', or None")
-    chosen: dict[PurePosixPath, RemoteFile] = {}
+    chosen: dict[str, RemoteFile] = {}
     for item in files:
         if pattern is not None:
-            candidates = (PurePosixPath(item.name).name, item.name, item.local.as_posix())
+            candidates = (PurePosixPath(item.name).name, item.name, item.local_path)
             if not any(fnmatch.fnmatchcase(c, pattern) for c in candidates):
                 continue
-        chosen.setdefault(item.local, item)
+        chosen.setdefault(item.local_path, item)
     return list(chosen.values())

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -47,6 +47,8 @@ logger = get_logger(__name__)
 
 T = TypeVar("T")
 BACKOFF_MAX = 60.0
+WINDOW_PER_WORKER = 4
+"""Items submitted to a pass's thread pool but not finished: at most this many per worker."""
 _RANDOM = random.Random()
 _PERMANENT_400 = (
     "unable to parse",
@@ -271,7 +273,7 @@ def run_in_passes(
         The outcome (indexes refer to ``items``).
     """
     outcome: PassOutcome[T] = PassOutcome()
-    todo = list(range(len(items)))
+    todo: Sequence[int] = range(len(items))
     lock = threading.Lock()
 
     def one(index: int) -> None:
@@ -315,7 +317,14 @@ def run_in_passes(
     return outcome
 
 
-def _run_pool(indexes: list[int], one: Callable[[int], None], concurrency: int) -> None:
+def _run_pool(indexes: Sequence[int], one: Callable[[int], None], concurrency: int) -> None:
+    """Run ``one`` on every index, ``concurrency`` at a time, in order of ``indexes``.
+
+    At most ``concurrency * WINDOW_PER_WORKER`` items are submitted but not finished
+    at any moment (each submitted item holds a ``Future``, so submitting all of them up front
+    costs memory in proportion to the number of items); the next one is submitted as one
+    finishes. An :class:`_AbortedError` stops submitting and cancels what has not started.
+    """
     if concurrency <= 1 or len(indexes) <= 1:
         for index in indexes:
             try:
@@ -323,12 +332,19 @@ def _run_pool(indexes: list[int], one: Callable[[int], None], concurrency: int) 
             except _AbortedError:
                 return
         return
+    slots = threading.Semaphore(concurrency * WINDOW_PER_WORKER)
+    aborted = threading.Event()
+
+    def finished(future: Future[None]) -> None:
+        if not future.cancelled() and isinstance(future.exception(), _AbortedError):
+            aborted.set()
+        slots.release()
+
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="xnat-transfer") as pool:
-        futures: list[Future[None]] = [pool.submit(one, index) for index in indexes]
-        while futures:
-            finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            if any(isinstance(f.exception(), _AbortedError) for f in finished):
-                for future in pending:
-                    future.cancel()
-                return
-            futures = list(pending)
+        for index in indexes:
+            slots.acquire()
+            if aborted.is_set():
+                break
+            pool.submit(one, index).add_done_callback(finished)
+        if aborted.is_set():
+            pool.shutdown(wait=True, cancel_futures=True)

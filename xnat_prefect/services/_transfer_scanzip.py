@@ -83,7 +83,7 @@ def zip_candidates(
     for index, item in enumerate(wanted):
         if item.scan is None:
             continue
-        target = out / item.local
+        target = out / item.local_path
         if target.exists() or part_path(target).exists():
             spoiled.add(item.scan)
         groups.setdefault(item.scan, []).append(index)
@@ -190,7 +190,7 @@ def _place(
     records: list[LedgerRecord] = []
     for index in indexes:
         remote = files[index]
-        staged = extracted / remote.local
+        staged = extracted / remote.local_path
         if not staged.is_file() or (
             remote.size is not None and staged.stat().st_size != remote.size
         ):
@@ -201,14 +201,17 @@ def _place(
             logger.warning("MD5 mismatch for %s in the scan zip; fetching it alone", remote.name)
             missed.append(index)
             continue
-        target = out / remote.local
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, target)
+        # a Path parsed from the joined string and never formatted back holds no cached
+        # string: one is kept per file (the summary lists them), so it matters for many files
+        final = os.path.join(out, remote.local_path)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.replace(staged, final)
+        target = Path(final)
         placed[index] = FetchResult(target, False, 0, md5=md5)
+        if ledger is None:
+            continue
         records.append(
-            LedgerRecord(
-                remote.local.as_posix(), target, "confirmed", md5, remote.digest, remote.uri
-            )
+            LedgerRecord(remote.local_path, target, "confirmed", md5, remote.digest, remote.uri)
         )
     if ledger is not None and records:
         ledger.record_many(settings.scope, records)

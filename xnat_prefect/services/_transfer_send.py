@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from xnat_prefect._redact import get_logger
 from xnat_prefect.client import XNATClient
@@ -31,6 +31,7 @@ from xnat_prefect.services._transfer_streams import (
 from xnat_prefect.services.ledger import file_stamp
 
 __all__ = [
+    "FilePayloads",
     "Payload",
     "SendOutcome",
     "TransferSettings",
@@ -98,6 +99,42 @@ def file_payload(path: Path, content_type: str, *, files: list[Path] | None = No
         content_type=content_type,
         open_body=lambda on_bytes: ProgressReader(path, on_bytes),
     )
+
+
+class FilePayloads(Sequence[Payload]):
+    """One :func:`file_payload` per file, each made when it is asked for.
+
+    Behaves like ``[file_payload(p, content_type) for p in files]`` without holding a payload
+    (with its list and closure) for every file of a large transfer at once.
+
+    Args:
+        files: The files, one request each.
+        content_type: Their Content-Type.
+
+    Example:
+        ```python
+        payloads = FilePayloads(files, "application/dicom")
+        payloads[0].label  # files[0].name
+        ```
+    """
+
+    def __init__(self, files: Sequence[Path], content_type: str) -> None:
+        self._files = files
+        self._content_type = content_type
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @overload
+    def __getitem__(self, index: int) -> Payload: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Payload]: ...
+
+    def __getitem__(self, index: int | slice) -> Payload | list[Payload]:
+        if isinstance(index, slice):
+            return [file_payload(p, self._content_type) for p in self._files[index]]
+        return file_payload(self._files[index], self._content_type)
 
 
 def tar_payload(label: str, files: Sequence[Path], *, root: Path) -> Payload:
@@ -221,14 +258,19 @@ def changed_while_sent(
     )
 
 
-def _stamps(files: Sequence[Path]) -> dict[Path, tuple[int, int]]:
-    stamps: dict[Path, tuple[int, int]] = {}
-    for path in files:
-        try:
-            stamps[path] = file_stamp(path)
-        except OSError:
-            continue  # reading it for the body fails and reports it
-    return stamps
+Stamps = tuple[tuple[int, int] | None, ...]
+"""``(size, mtime_ns)`` of each file of a payload, in the order of ``Payload.files``."""
+
+
+def _stamps(files: Sequence[Path]) -> Stamps:
+    return tuple(_stamp(path) for path in files)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        return file_stamp(path)
+    except OSError:
+        return None  # reading it for the body fails and reports it
 
 
 def send_payloads(
@@ -269,8 +311,10 @@ def send_payloads(
         else None
     )
     # (size, mtime_ns) of each payload's files before any of their bytes are read (zip
-    # building included): a file that changes while it is sent is an error, not confirmed
-    stamps: dict[int, dict[Path, tuple[int, int]]] = {}
+    # building included): a file that changes while it is sent is an error, not confirmed.
+    # Kept until the payload is sent, so only payloads in flight or waiting for a retry pass
+    # hold stamps.
+    stamps: dict[int, Stamps] = {}
 
     def stamped(index: int, prepare: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -314,8 +358,8 @@ def send_payloads(
         md5s = _md5s_of(holder[0], payload.files) if holder else {}
         changed = {
             path: why
-            for path in payload.files
-            if (why := changed_while_sent(path, before.get(path))) is not None
+            for path, stamp in zip(payload.files, before, strict=True)
+            if (why := changed_while_sent(path, stamp)) is not None
         }
         kept = [p for p in payload.files if p not in changed]
         ingest.confirm(kept, remote=uris[0] if uris else None, md5s=md5s)
@@ -333,13 +377,14 @@ def send_payloads(
             tracker.item_done(False, payload.label, items=len(changed))
         if payload.cleanup is not None:
             payload.cleanup()
+        stamps.pop(index, None)
 
     def retry_pass(number: int, count: int) -> None:
         tracker.set_phase("retrying", f"pass {number}: retrying {count} request(s)")
 
     try:
         result = run_in_passes(
-            list(range(len(payloads))),
+            range(len(payloads)),
             work,
             workers=workers,
             pause=settings.backoff_base,
