@@ -7,6 +7,8 @@ test), and through the emulator's own control API (faults, metrics, timings).
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from xnat_prefect.services.downloads import DownloadService
 from xnat_prefect.services.ledger import ENV_LEDGER_DIR, TransferLedger
 from xnat_prefect.services.uploads import UploadService
 from xnat_prefect.testing.server import XNATEmulator
+from xnat_prefect.testing.synthetic import generate_study
 
 IMPORT_KEY = "POST /data/services/import"
 
@@ -62,6 +65,32 @@ class Rest:
     def project(self, project: str, code: int = 4) -> None:
         self.client.put(f"/data/projects/{project}")
         self.client.put(f"/data/projects/{project}/prearchive_code/{code}")
+
+    def archive_study(self, seed: Path, **study: Any) -> str:
+        """Generate P1/SUBJ1/SESS1 under ``seed`` and archive it with one raw DICOM-zip import.
+
+        Args:
+            seed: Folder for the synthetic study.
+            **study: ``generate_study`` options (series, instances_per_series, rows...).
+
+        Returns:
+            The experiment ID.
+        """
+        self.project("P1")
+        manifest = generate_study(seed, project="P1", subject="SUBJ1", session="SESS1", **study)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for path in manifest.files:
+                archive.write(path, path.relative_to(seed).as_posix())
+        self.client.post(
+            "/data/services/import",
+            params={"import-handler": "DICOM-zip", "project": "P1", "subject": "SUBJ1",
+                    "session": "SESS1", "dest": "/archive/projects/P1"},
+            content=buffer.getvalue(),
+            headers={"Content-Type": "application/zip"},
+        )  # fmt: skip
+        [experiment] = self.experiments("P1")
+        return str(experiment["ID"])
 
     def experiments(self, project: str) -> list[dict[str, str]]:
         return self.client.get_result_set(f"/data/projects/{project}/experiments")

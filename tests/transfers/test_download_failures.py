@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +28,15 @@ from xnat_prefect.services._transfer_plan import RemoteFile, scan_files, scan_ty
 from xnat_prefect.services._transfer_streams import ProgressTracker
 from xnat_prefect.services.downloads import DownloadService
 from xnat_prefect.testing.server import XNATEmulator
-from xnat_prefect.testing.synthetic import generate_study
 
 
 @pytest.fixture
 def session(client: XNATClient, rest: Any, tmp_path: Path) -> str:
     """P1/SUBJ1/SESS1: 2 scans of 3 DICOM files each (archived by one DICOM-zip import)."""
-    rest.project("P1")
-    study = generate_study(
-        tmp_path / "seed", project="P1", subject="SUBJ1", session="SESS1",
-        series=2, instances_per_series=3, rows=32, cols=32,
-    )  # fmt: skip
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in study.files:
-            archive.write(path, path.relative_to(tmp_path / "seed").as_posix())
-    client.post(
-        "/data/services/import",
-        params={"import-handler": "DICOM-zip", "project": "P1", "subject": "SUBJ1",
-                "session": "SESS1", "dest": "/archive/projects/P1"},
-        content=buffer.getvalue(),
-        headers={"Content-Type": "application/zip"},
-    )  # fmt: skip
-    [experiment] = rest.experiments("P1")
-    return str(experiment["ID"])
+    experiment_id = rest.archive_study(
+        tmp_path / "seed", series=2, instances_per_series=3, rows=32, cols=32
+    )
+    return experiment_id
 
 
 def _leftovers(root: Path) -> list[Path]:

@@ -21,7 +21,6 @@ from xnat_prefect.errors import InvalidInputError, ResourceNotFoundError
 from xnat_prefect.models.transfer import DownloadProgress
 from xnat_prefect.services.downloads import DownloadService
 from xnat_prefect.testing.server import XNATEmulator
-from xnat_prefect.testing.synthetic import generate_study
 
 FILES = "/files/"
 DCM_ROUTE = r"GET /data/experiments/[^ ]*/files/.*\.dcm"
@@ -46,31 +45,17 @@ def archived(client: XNATClient, rest: Any, tmp_path: Path) -> Archived:
 
     Seeded with one raw DICOM-zip import straight into the archive.
     """
-    rest.project("P1")
-    study = generate_study(
-        tmp_path / "seed", project="P1", subject="SUBJ1", session="SESS1",
-        series=2, instances_per_series=3, target_file_bytes=60_000,
-    )  # fmt: skip
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for path in study.files:
-            zf.write(path, path.relative_to(tmp_path / "seed").as_posix())
-    client.post(
-        "/data/services/import",
-        params={"import-handler": "DICOM-zip", "project": "P1", "subject": "SUBJ1",
-                "session": "SESS1", "dest": "/archive/projects/P1"},
-        content=buffer.getvalue(),
-        headers={"Content-Type": "application/zip"},
-    )  # fmt: skip
-    [experiment] = rest.experiments("P1")
+    experiment_id = rest.archive_study(
+        tmp_path / "seed", series=2, instances_per_series=3, target_file_bytes=60_000
+    )
     report = b"quality is fine\n" * 50
     client.put(
-        f"/data/experiments/{experiment['ID']}/resources/QC/files/report.txt",
+        f"/data/experiments/{experiment_id}/resources/QC/files/report.txt",
         params={"inbody": "true"}, content=report, headers={"Content-Type": "text/plain"},
     )  # fmt: skip
-    rows = rest.session_files(experiment["ID"])
+    rows = rest.session_files(experiment_id)
     return Archived(
-        experiment["ID"],
+        experiment_id,
         {r["Name"]: r["digest"] for r in rows},
         {r["Name"]: int(r["Size"]) for r in rows},
         report,

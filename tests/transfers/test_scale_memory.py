@@ -9,11 +9,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import tracemalloc
-import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,7 +27,6 @@ from xnat_prefect.services._transfer_retry import WINDOW_PER_WORKER, run_in_pass
 from xnat_prefect.services._transfer_send import FilePayloads, file_payload
 from xnat_prefect.testing.faults import FaultKind
 from xnat_prefect.testing.server import XNATEmulator
-from xnat_prefect.testing.synthetic import generate_study
 
 LISTING = r"GET /data/experiments/[^/]+/scans/ALL/files$"
 
@@ -37,24 +34,10 @@ LISTING = r"GET /data/experiments/[^/]+/scans/ALL/files$"
 @pytest.fixture
 def session(client: XNATClient, rest: Any, tmp_path: Path) -> str:
     """P1/SUBJ1/SESS1: 3 scans of 4 DICOM files each (archived by one DICOM-zip import)."""
-    rest.project("P1")
-    study = generate_study(
-        tmp_path / "seed", project="P1", subject="SUBJ1", session="SESS1",
-        series=3, instances_per_series=4, rows=16, cols=16,
-    )  # fmt: skip
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in study.files:
-            archive.write(path, path.relative_to(tmp_path / "seed").as_posix())
-    client.post(
-        "/data/services/import",
-        params={"import-handler": "DICOM-zip", "project": "P1", "subject": "SUBJ1",
-                "session": "SESS1", "dest": "/archive/projects/P1"},
-        content=buffer.getvalue(),
-        headers={"Content-Type": "application/zip"},
-    )  # fmt: skip
-    [experiment] = rest.experiments("P1")
-    return str(experiment["ID"])
+    experiment_id = rest.archive_study(
+        tmp_path / "seed", series=3, instances_per_series=4, rows=16, cols=16
+    )
+    return experiment_id
 
 
 def _pieces(text: str, size: int) -> list[str]:
