@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _measure import write_section
+
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "performance.md"
 SECTION = "## Scale: memory and file count"
@@ -98,22 +100,7 @@ def count_table(results: Results, counts: list[int], rows: list[str]) -> list[st
 
 def write_doc(section: str) -> None:
     """Replace the section in ``docs/performance.md``, or add it after ``## Transfer notes``."""
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n"
-    lines = text.splitlines(keepends=True)
-    heads = [i for i, line in enumerate(lines) if line.startswith("## ")]
-    start = next((i for i in heads if lines[i].rstrip() == SECTION), None)
-    if start is not None:
-        end = next((i for i in heads if i > start), len(lines))
-    else:
-        notes = next((i for i in heads if lines[i].rstrip() == "## Transfer notes"), None)
-        after = next((i for i in heads if notes is not None and i > notes), None)
-        start = end = after if after is not None else len(lines)
-        if start == len(lines):
-            section = "\n" + section
-    lines[start:end] = [section + ("\n" if end < len(lines) else "")]
-    temp = DOC.with_name(f".{DOC.name}.tmp")
-    temp.write_text("".join(lines), encoding="utf-8")
-    temp.replace(DOC)
+    write_section(section, after="## Transfer notes", doc=DOC)
 
 
 def render(

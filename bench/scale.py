@@ -45,7 +45,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import httpx
+from _measure import Emulator as MeasureEmulator
+from _measure import status_mib
 from _scale_report import (
     DOC,
     FILE_BYTES,
@@ -65,14 +66,6 @@ BIG_DICOM_BYTES = 8_000_000
 # ----------------------------------------------------------------------------- child side
 
 
-def _status_mb(field_name: str) -> float:
-    """``VmRSS`` (now) or ``VmHWM`` (peak since exec) of this process, in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field_name}:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _operation(spec: dict[str, Any]) -> Any:
     """Run the one transfer ``spec`` names; returns its summary."""
     from xnat_prefect.client import XNATClient
@@ -83,7 +76,7 @@ def _operation(spec: dict[str, Any]) -> Any:
     uploads = UploadService(client, ledger=False)
     downloads = DownloadService(client, ledger=False)
     kind, src, out = spec["kind"], Path(spec.get("src", ".")), Path(spec.get("out", "."))
-    base = _status_mb("VmRSS")
+    base = status_mib("VmRSS")
     start = time.perf_counter()
     with client:
         if kind == "resource-up":
@@ -123,7 +116,7 @@ def child(spec: dict[str, Any]) -> None:
     detail = summary.model_dump(mode="json", exclude={"paths", "errors", "failures"})
     errors = getattr(summary, "errors", None) or getattr(summary, "failures", [])
     detail["errors"] = [list(e) for e in errors[:5]]
-    got["hwm_mb"] = _status_mb("VmHWM")
+    got["hwm_mb"] = status_mib("VmHWM")
     ok = bool(summary.success) and (spec["kind"] != "session-dl" or bool(summary.verified))
     print(json.dumps({**got, "ok": ok, "detail": detail}), flush=True)
 
@@ -156,46 +149,8 @@ def run_child(spec: dict[str, Any]) -> Run:
     return Run(got["seconds"], peak, got["base_mb"], got["detail"])
 
 
-class Emulator:
-    """``xnat-emulator serve`` in its own process, plus an admin HTTP client."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "xnat_prefect.testing.cli",
-                "serve",
-                "--port",
-                "0",
-                "--dicom-port",
-                "0",
-                "--data-dir",
-                str(data_dir),
-                "--rebuild-quiet-seconds",
-                "2",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        found = re.search(r"ready at (\S+), DICOM \S+@[\d.]+:(\d+)", line)
-        if found is None:
-            self.stop()
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        self.url, self.dicom_port = found.group(1), int(found.group(2))
-        self.http = httpx.Client(base_url=self.url, auth=("admin", "admin"), timeout=600)
-
-    def rows(self, path: str) -> list[dict[str, Any]]:
-        reply = self.http.get(path, params={"format": "json"})
-        reply.raise_for_status()
-        rows: list[dict[str, Any]] = reply.json()["ResultSet"]["Result"]
-        return rows
-
-    def project(self, name: str) -> None:
-        self.http.put(f"/data/projects/{name}").raise_for_status()
+class Emulator(MeasureEmulator):
+    """``xnat-emulator serve`` in its own process (``bench/_measure.py``), plus empty sessions."""
 
     def empty_session(self, project: str, label: str) -> str:
         """Create an MR session with no scans; returns its ID."""
@@ -209,34 +164,6 @@ class Emulator:
             if row.get("label") == label:
                 return str(row["ID"])
         raise RuntimeError(f"session {project}/{label} was not created")
-
-    def archived(self, project: str, label: str, expected: int, timeout: float = 1800) -> str:
-        """Wait until ``project/label`` is archived with ``expected`` scan files; return its ID."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for row in self.rows(f"/data/projects/{project}/experiments"):
-                if row.get("label") != label:
-                    continue
-                files = self.http.get(
-                    f"/data/experiments/{row['ID']}/scans/ALL/files", params={"format": "json"}
-                )
-                if files.status_code == 200 and len(files.json()["ResultSet"]["Result"]) == (
-                    expected
-                ):
-                    return str(row["ID"])
-            time.sleep(1.0)
-        raise RuntimeError(f"{project}/{label}: not archived with {expected} files in {timeout} s")
-
-    def delete_session(self, session_id: str) -> None:
-        self.http.delete(
-            f"/data/experiments/{session_id}", params={"removeFiles": "true"}
-        ).raise_for_status()
-
-    def stop(self) -> None:
-        if hasattr(self, "http"):
-            self.http.close()
-        self.proc.terminate()
-        self.proc.wait(60)
 
 
 def random_file(path: Path, nbytes: int) -> Path:
@@ -321,7 +248,7 @@ def bench_size(
             {"url": emu.url, "kind": "zip", "src": str(dicom), "project": "BIGDCM", "label": label}
         )
         ingest.nbytes = dicom_bytes[size]
-        emu.delete_session(emu.archived("BIGDCM", label, per_series * SERIES))
+        emu.delete_session(emu.archived("BIGDCM", per_series * SERIES, label=label))
         row = "ingest: `upload_dicom_parallel` (zip), DICOM files of ~8 MB"
         _add(results, row, size, ingest)
 
@@ -377,7 +304,7 @@ def bench_count(
             )
             if kind in transports:
                 _add(results, row, count, run)
-            session = emu.archived(project, label, n)
+            session = emu.archived(project, n, label=label)
             if kind == "zip":
                 kept = session
             else:
@@ -388,7 +315,7 @@ def bench_count(
                 {"url": emu.url, "kind": "cstore", "src": str(src), "dicom_port": emu.dicom_port}
             )
             _add(results, "ingest: `upload_dicom_store` (C-STORE)", count, run)
-            emu.delete_session(emu.archived("SCALEC", f"S{count}", n))
+            emu.delete_session(emu.archived("SCALEC", n, label=f"S{count}"))
         if not kept:
             continue
         if "download" not in transports:
