@@ -44,6 +44,7 @@ from tests.reliability._support import (
 from xnat_prefect.blocks import XNATCredentials
 from xnat_prefect.flows.download import download_sessions
 from xnat_prefect.flows.ingest import ingest_dicom
+from xnat_prefect.flows.results import IngestResult
 from xnat_prefect.services.ledger import ENV_LEDGER_DIR
 from xnat_prefect.tasks.limits import (
     DEFAULT_LIMITS,
@@ -313,6 +314,22 @@ def test_upload_service_killed_mid_ingest_resumes_from_the_ledger(
     )
 
 
+def _rerun_ingest(lab: Inspector, folder: Path) -> IngestResult:
+    """The re-run of the killed ingest: the same study and target, in this process."""
+    return ingest_dicom(
+        _creds(lab.emulator.url),
+        str(folder),
+        transport="gradual",
+        project="P1",
+        subject="SUBJ01",
+        session="SUBJ01_MR1",
+        overwrite="append",
+        batches=4,
+        stall_seconds=60,
+        poll_interval_seconds=0.2,
+    )
+
+
 def _rerun_waiting_for_leaked_slots_fails_naming_the_fix(lab: Inspector, folder: Path) -> float:
     """Every 'uploads' slot is held by the killed run (the test server runs no repossessor, so
     its 60 s leases never expire here): a re-run must fail in bounded time with the typed error
@@ -322,18 +339,7 @@ def _rerun_waiting_for_leaked_slots_fails_naming_the_fix(lab: Inspector, folder:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV_SLOT_TIMEOUT, "3")
         try:
-            ingest_dicom(
-                _creds(lab.emulator.url),
-                str(folder),
-                transport="gradual",
-                project="P1",
-                subject="SUBJ01",
-                session="SUBJ01_MR1",
-                overwrite="append",
-                batches=4,
-                stall_seconds=60,
-                poll_interval_seconds=0.2,
-            )
+            _rerun_ingest(lab, folder)
         except Exception as exc:
             error: BaseException = exc
         else:
@@ -356,18 +362,7 @@ def test_ingest_flow_killed_mid_ingest_reruns_to_one_complete_session(
         _rerun_waiting_for_leaked_slots_fails_naming_the_fix(lab, folder)
     release_slots(lab.emulator.url, "uploads")  # what that message says (or lease expiry does)
     lab.emulator.reset_metrics()
-    result = ingest_dicom(
-        _creds(lab.emulator.url),
-        str(folder),
-        transport="gradual",
-        project="P1",
-        subject="SUBJ01",
-        session="SUBJ01_MR1",
-        overwrite="append",
-        batches=4,
-        stall_seconds=60,
-        poll_interval_seconds=0.2,
-    )
+    result = _rerun_ingest(lab, folder)
     resent = _accepted(lab.emulator)
     assert result.verified
     assert _check_archive(lab, manifest) == result.experiment_id
